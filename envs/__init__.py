@@ -1,0 +1,48 @@
+"""rlx.envs: every environment behind one functional interface (gymnax 1.0).
+
+    env, params = rlx.envs.make("gymnax/Pendulum-v1")
+    obs, state = env.reset(key, params)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+Steps auto-reset on terminated | truncated; `info["final_observation"]` is the last
+observation of the finished episode, so a value target bootstraps through a time-limit
+truncation but not through a termination.
+"""
+
+from .brax_adapter import BraxAdapter, BraxParams, BraxState
+from .registry import UnknownEnvironmentError, make, register, registered_names
+from .spaces import Box, Discrete, action_dim, episode_limit, is_continuous, obs_shape
+from .wrappers import (
+    EpisodeStatistics,
+    EpisodeStatisticsState,
+    NormalizeObservation,
+    NormalizeObservationState,
+    RescaleAction,
+    VecEnv,
+    Wrapper,
+    make_vec_env,
+)
+
+__all__ = [
+    "Box",
+    "BraxAdapter",
+    "BraxParams",
+    "BraxState",
+    "Discrete",
+    "EpisodeStatistics",
+    "EpisodeStatisticsState",
+    "NormalizeObservation",
+    "NormalizeObservationState",
+    "RescaleAction",
+    "UnknownEnvironmentError",
+    "VecEnv",
+    "Wrapper",
+    "action_dim",
+    "episode_limit",
+    "is_continuous",
+    "make",
+    "make_vec_env",
+    "obs_shape",
+    "register",
+    "registered_names",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from rlx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared pieces: config base, networks, distributions, running statistics, data types."""

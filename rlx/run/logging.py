@@ -1,0 +1,147 @@
+"""Run folders: config.json, metrics.jsonl / metrics.csv, the learning-curve PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class OutputDirError(FileExistsError):
+    """The output folder exists and is not empty (runs are never overwritten silently)."""
+
+
+def prepare_out_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create ``path``; refuse a non-empty existing folder unless ``overwrite``.
+
+    With ``overwrite`` only the files a run writes are replaced; nothing else is deleted.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"--out {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputDirError(
+            f"output folder {path} exists and is not empty; choose another --out, "
+            "or pass --overwrite to replace the run files in it"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("rlx", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def device_info() -> dict[str, Any]:
+    import jax
+
+    devices = jax.devices()
+    return {
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    tmp.replace(path)
+
+
+def _jsonable(x):
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, tuple):
+        return list(x)
+    return str(x)
+
+
+def _clean(v: float) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def eval_records(metrics: dict[str, np.ndarray], start: int, stop: int, wall_times) -> list[dict]:
+    """One JSON-able record per evaluation ``start <= e < stop``.
+
+    ``metrics`` leaves have shape (num_seeds, num_evals). Each record has ``step``,
+    ``wall_time``, ``eval/return_mean`` (mean over seeds of each seed's mean over episodes),
+    ``eval/return_std`` (mean over seeds of the within-seed std over episodes), with several
+    seeds ``eval/return_std_over_seeds``, per-seed ``seed{i}/eval/return_mean`` and
+    ``seed{i}/eval/return_std``, and every other metric averaged over seeds.
+    """
+    num_seeds = metrics["step"].shape[0]
+    records = []
+    for e, wall in zip(range(start, stop), wall_times):
+        rec: dict[str, Any] = {"step": int(metrics["step"][0, e]), "wall_time": round(float(wall), 3)}
+        means = metrics["eval/return_mean"][:, e]
+        rec["eval/return_mean"] = _clean(np.mean(means))
+        rec["eval/return_std"] = _clean(np.mean(metrics["eval/return_std"][:, e]))
+        if num_seeds > 1:
+            rec["eval/return_std_over_seeds"] = _clean(np.std(means))
+        for name in sorted(metrics):
+            if name in ("step", "eval/return_mean", "eval/return_std"):
+                continue
+            values = metrics[name][:, e]
+            finite = values[np.isfinite(values)]
+            rec[name] = _clean(np.mean(finite)) if finite.size else None
+        for i in range(num_seeds):
+            rec[f"seed{i}/eval/return_mean"] = _clean(metrics["eval/return_mean"][i, e])
+            rec[f"seed{i}/eval/return_std"] = _clean(metrics["eval/return_std"][i, e])
+        records.append(rec)
+    return records
+
+
+class MetricsWriter:
+    """Appends evaluation records to ``metrics.jsonl`` and ``metrics.csv`` as they arrive."""
+
+    def __init__(self, out_dir: Path):
+        self.jsonl_path = out_dir / "metrics.jsonl"
+        self.csv_path = out_dir / "metrics.csv"
+        self._columns: list[str] | None = None
+        for p in (self.jsonl_path, self.csv_path):
+            p.write_text("")
+
+    def write(self, records: list[dict]) -> None:
+        if not records:
+            return
+        with self.jsonl_path.open("a") as f:
+            for rec in records:
+                f.write(json.dumps(rec) + "\n")
+        with self.csv_path.open("a", newline="") as f:
+            if self._columns is None:
+                self._columns = list(records[0])
+                csv.writer(f).writerow(self._columns)
+            writer = csv.writer(f)
+            for rec in records:
+                writer.writerow(["" if rec.get(c) is None else rec.get(c) for c in self._columns])
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -1,0 +1,161 @@
+"""``make_train``: turn an agent's ``init`` / ``update`` / ``make_policy`` into ``train(key)``.
+
+An agent is any object (usually its module) with
+
+* ``Config``: its config class (a :class:`rlx.core.config.TrainConfig`);
+* ``check_env(config, env, env_params)``: raise a clear error for an env the agent cannot use;
+* ``init(config, env, env_params, key) -> state`` (warm-up included);
+* ``update(config, env, env_params, state) -> (state, metrics)``: one iteration;
+* ``make_policy(config, state, deterministic) -> policy(obs, key) -> action``;
+* ``observation_stats(state)``: the training envs' running observation statistics or None;
+* config properties ``env_steps_per_iteration`` and ``warmup_env_steps``.
+
+The program is a ``lax.scan`` over evaluation periods ("blocks"); each block is a ``lax.scan`` of
+``iterations_per_eval`` updates followed by a deterministic evaluation. The chunked driver
+(:mod:`rlx.run.driver`) runs the very same ``run_blocks`` function a few blocks at a time, so the
+one-shot program and the driver give the same metrics for the same key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rlx import envs as rlx_envs
+from rlx.core.running_stats import normalize
+
+
+class RunnerState(NamedTuple):
+    agent_state: Any
+    eval_key: jax.Array  # the runner's own key stream, for evaluation episodes
+
+
+class TrainOutput(NamedTuple):
+    state: RunnerState
+    metrics: dict[str, jax.Array]  # every leaf stacked over evaluations: shape (num_evals,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How ``total_steps`` is cut into iterations and evaluation blocks (all static)."""
+
+    env_steps_per_iteration: int
+    warmup_env_steps: int
+    iterations_per_eval: int
+    num_evals: int
+
+    @classmethod
+    def from_config(cls, config) -> Schedule:
+        per_iter = int(config.env_steps_per_iteration)
+        warmup = int(config.warmup_env_steps)
+        iters_per_eval = max(1, config.eval_every // per_iter)
+        remaining = max(0, config.total_steps - warmup)
+        num_evals = max(1, remaining // (iters_per_eval * per_iter))
+        return cls(per_iter, warmup, iters_per_eval, num_evals)
+
+    @property
+    def env_steps_per_eval(self) -> int:
+        return self.iterations_per_eval * self.env_steps_per_iteration
+
+    @property
+    def total_env_steps(self) -> int:
+        """Env steps actually run (``total_steps`` rounded down to whole evaluation blocks)."""
+        return self.warmup_env_steps + self.num_evals * self.env_steps_per_eval
+
+
+def evaluate(policy: Callable, env, env_params, key, num_episodes: int, obs_stats=None):
+    """Deterministic evaluation of ``policy`` over ``num_episodes`` parallel episodes.
+
+    Each episode runs until its first termination or truncation (at most the env's episode
+    limit, a static length); returns the per-episode returns, shape (num_episodes,).
+    Observations are normalized with the training run's statistics when given (frozen).
+    """
+    venv = rlx_envs.make_vec_env(env, env_params, num_episodes)
+    max_steps = rlx_envs.episode_limit(env, env_params)
+    k_reset, k_loop = jax.random.split(key)
+    obs, env_state = venv.reset(k_reset, env_params)
+
+    def prepare(o):
+        o = o.astype(jnp.float32)
+        return o if obs_stats is None else normalize(obs_stats, o)
+
+    def step(carry, key):
+        obs, env_state, returns, alive = carry
+        k_act, k_env = jax.random.split(key)
+        action = policy(prepare(obs), k_act)
+        obs, env_state, reward, terminated, truncated, _ = venv.step(k_env, env_state, action, env_params)
+        returns = returns + alive * reward.astype(jnp.float32)
+        alive = alive * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
+        return (obs, env_state, returns, alive), None
+
+    init = (obs, env_state, jnp.zeros(num_episodes, jnp.float32), jnp.ones(num_episodes, jnp.float32))
+    (_, _, returns, _), _ = jax.lax.scan(step, init, jax.random.split(k_loop, max_steps))
+    return returns
+
+
+def _block_metrics(update_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Average per-iteration metrics over a block; training episode returns as a ratio."""
+    out = {}
+    for name, values in update_metrics.items():
+        if name in ("train/episode_return_sum", "train/episodes"):
+            continue
+        out[name] = jnp.mean(values)
+    if "train/episodes" in update_metrics:
+        count = jnp.sum(update_metrics["train/episodes"])
+        total = jnp.sum(update_metrics["train/episode_return_sum"])
+        out["train/episode_return"] = jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
+        out["train/episodes"] = count
+    return out
+
+
+def make_train(agent, config, env, env_params) -> Callable[[jax.Array], TrainOutput]:
+    """Build the pure ``train(key) -> TrainOutput`` for ``agent`` on ``env``.
+
+    Config validation and the agent's env check run here, in Python, before any tracing.
+    The returned function also carries ``.init(key)``, ``.run_blocks(runner_state, n)`` and
+    ``.schedule``, which the chunked driver uses.
+    """
+    if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(config)):
+        config.validate()
+    agent.check_env(config, env, env_params)
+    schedule = Schedule.from_config(config)
+
+    def init(key) -> RunnerState:
+        k_agent, k_eval = jax.random.split(key)
+        return RunnerState(agent.init(config, env, env_params, k_agent), k_eval)
+
+    def block(runner_state: RunnerState, _=None):
+        def iteration(agent_state, _):
+            return agent.update(config, env, env_params, agent_state)
+
+        agent_state, update_metrics = jax.lax.scan(
+            iteration, runner_state.agent_state, None, schedule.iterations_per_eval
+        )
+        eval_key, k_eval = jax.random.split(runner_state.eval_key)
+        policy = agent.make_policy(config, agent_state, deterministic=True)
+        returns = evaluate(
+            policy, env, env_params, k_eval, config.eval_episodes, agent.observation_stats(agent_state)
+        )
+        metrics = {
+            "step": agent_state.env_steps,
+            "eval/return_mean": jnp.mean(returns),
+            "eval/return_std": jnp.std(returns),
+            **_block_metrics(update_metrics),
+        }
+        return RunnerState(agent_state, eval_key), metrics
+
+    def run_blocks(runner_state: RunnerState, num_blocks: int):
+        return jax.lax.scan(block, runner_state, None, num_blocks)
+
+    def train(key) -> TrainOutput:
+        runner_state, metrics = run_blocks(init(key), schedule.num_evals)
+        return TrainOutput(runner_state, metrics)
+
+    train.init = init
+    train.run_blocks = run_blocks
+    train.schedule = schedule
+    return train
