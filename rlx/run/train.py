@@ -54,7 +54,8 @@ class Schedule:
         warmup = int(config.warmup_env_steps)
         iters_per_eval = max(1, config.eval_every // per_iter)
         remaining = max(0, config.total_steps - warmup)
-        num_evals = max(1, remaining // (iters_per_eval * per_iter))
+        # Round up: the run covers at least ``total_steps`` in whole evaluation blocks.
+        num_evals = max(1, -(-remaining // (iters_per_eval * per_iter)))
         return cls(per_iter, warmup, iters_per_eval, num_evals)
 
     @property
@@ -63,7 +64,7 @@ class Schedule:
 
     @property
     def total_env_steps(self) -> int:
-        """Env steps actually run (``total_steps`` rounded down to whole evaluation blocks)."""
+        """Env steps actually run (``total_steps`` rounded up to whole evaluation blocks)."""
         return self.warmup_env_steps + self.num_evals * self.env_steps_per_eval
 
 
