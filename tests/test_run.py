@@ -1,5 +1,6 @@
 """The runner: determinism, vmapped seeds, chunked driver, output folder, validation errors."""
 
+import dataclasses
 import json
 import re
 
@@ -143,3 +144,36 @@ def test_run_refuses_bad_seed_count(pendulum):
     env, params = pendulum
     with pytest.raises(ValueError, match="num_seeds must be >= 1"):
         run(sac, TINY, env, params, num_seeds=0, progress=False)
+
+
+def test_sweep_over_tunable_fields_is_one_vmapped_program(pendulum, train_fn):
+    from rlx.core.config import stack_configs
+
+    env, params = pendulum
+    points = [TINY.override(critic_lr=lr, tau=tau) for lr, tau in ((3e-4, 0.005), (1e-3, 0.02))]
+    stacked = stack_configs(points)
+    assert np.asarray(stacked.critic_lr).shape == (2,)
+    key = seed_keys(0, 1)[0]
+    sweep = jax.jit(jax.vmap(lambda c: make_train(sac, c, env, params)(key)))(stacked)
+    swept = jax.device_get(sweep.metrics)
+    first = jax.device_get(train_fn(key).metrics)  # TINY is point 0
+    _assert_same({k: v[0] for k, v in swept.items()}, first, exact=False)
+    assert not np.allclose(swept["loss/critic"][0], swept["loss/critic"][1])
+
+
+def test_sweep_refuses_static_field_changes():
+    from rlx.core.config import stack_configs
+
+    with pytest.raises(ConfigError, match="static field hidden_sizes differs"):
+        stack_configs([TINY, TINY.override(hidden_sizes=(32,))])
+    with pytest.raises(ConfigError, match="tau=2.0 is out of range"):
+        stack_configs([TINY, dataclasses.replace(TINY, tau=2.0)])
+
+
+def test_observation_normalization_runs_and_feeds_evaluation(pendulum):
+    env, params = pendulum
+    config = TINY.override(normalize_observations=True)
+    out = jax.jit(make_train(sac, config, env, params))(seed_keys(0, 1)[0])
+    stats = out.state.agent_state.env_state.obs_stats
+    assert float(stats.count) == 1 + 600  # reset batch + every env step (1 env)
+    assert np.all(np.isfinite(np.asarray(out.metrics["eval/return_mean"])))

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from flax import struct
 
-__all__ = ["Config", "ConfigError", "TrainConfig", "static", "tunable", "config_dataclass"]
+__all__ = ["Config", "ConfigError", "TrainConfig", "config_dataclass", "stack_configs", "static", "tunable"]
 
 
 class ConfigError(ValueError):
@@ -265,3 +265,30 @@ class TrainConfig(Config):
     normalize_observations: bool = static(
         False, "normalize observations with running statistics kept in the env state", choices=(False, True)
     )
+
+
+def stack_configs(configs):
+    """Stack configs that differ only in tunable fields into one batched config.
+
+    The result has a leading axis on every tunable leaf, so
+    ``jax.vmap(lambda c, k: make_train(agent, c, env, params)(k))(stacked, keys)`` trains the
+    whole sweep as one compiled program. Static fields must agree: changing one changes the
+    compiled program, so it cannot be a point of a vmapped sweep.
+    """
+    configs = list(configs)
+    if not configs:
+        raise ConfigError("stack_configs needs at least one config")
+    first = configs[0]
+    for other in configs[1:]:
+        if type(other) is not type(first):
+            raise ConfigError(f"cannot stack {type(first).__name__} with {type(other).__name__}")
+        for name in first.static_names():
+            if getattr(other, name) != getattr(first, name):
+                raise ConfigError(
+                    f"static field {name} differs ({getattr(first, name)!r} vs {getattr(other, name)!r}): "
+                    "it fixes shapes or loop lengths, so changing it needs a separate compiled run; "
+                    f"only tunable fields can be swept together ({', '.join(first.tunable_names())})"
+                )
+    for c in configs:
+        c.validate()
+    return jax.tree.map(lambda *xs: np.asarray(xs, dtype=np.float32), *configs)
