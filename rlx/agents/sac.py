@@ -14,7 +14,8 @@ Conventions (``../shared/algorithms.md`` sections 0-1):
 * within one gradient step: critics, then the actor against the *updated* critics, then the
   temperature from the actor's sample, then the Polyak target update;
 * warm-up (``learning_starts`` env steps) uses uniform random actions and is run in ``init``,
-  so every later iteration has the same program: act, store, learn.
+  so every later iteration has the same program: act, store, learn (the loop itself is
+  shared with the other replay-based agents: :mod:`rlx.core.off_policy`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import optax
 from flax import struct
 
 from rlx import envs as rlx_envs
-from rlx.buffers import ReplayBuffer, add_batch, init_buffer, sample
+from rlx.core import off_policy
 from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
 from rlx.core.networks import MLP, Ensemble, QNetwork
+from rlx.core.off_policy import observation_stats  # noqa: F401  (part of the agent contract)
 from rlx.core.types import Transition
 
 NAME = "sac"
@@ -54,6 +56,10 @@ class SACConfig(TrainConfig):
     log_std_min: float = static(-20.0, "lower clip of the policy's log standard deviation")
     log_std_max: float = static(2.0, "upper clip of the policy's log standard deviation")
     learn_alpha: bool = static(True, "tune the temperature toward the target entropy", choices=(False, True))
+    warmup_actions: str = static(
+        "uniform", "warm-up actions: uniform in [-1, 1] or sampled from the initial policy",
+        choices=("uniform", "policy"),
+    )
 
     actor_lr: float = tunable(3e-4, "actor learning rate (Adam)", low=0.0, low_inclusive=False)
     critic_lr: float = tunable(3e-4, "critic learning rate (Adam)", low=0.0, low_inclusive=False)
@@ -140,10 +146,10 @@ def build_networks(config: SACConfig, action_dim: int) -> tuple[nn.Module, nn.Mo
 
 
 # ---------------------------------------------------------------------------------------------
-# Train state
+# Learner state (the rest of the train state is rlx.core.off_policy.OffPolicyState)
 # ---------------------------------------------------------------------------------------------
 @struct.dataclass
-class SACState:
+class SACLearner:
     actor_params: Any
     critic_params: Any
     target_critic_params: Any
@@ -151,12 +157,6 @@ class SACState:
     actor_opt_state: Any
     critic_opt_state: Any
     alpha_opt_state: Any
-    buffer: ReplayBuffer
-    env_state: Any
-    obs: jax.Array
-    key: jax.Array
-    env_steps: jax.Array  # int32, all parallel envs, warm-up included
-    gradient_steps: jax.Array  # int32
 
 
 def _optimizers(config: SACConfig):
@@ -203,7 +203,8 @@ def polyak(target, online, tau):
 # ---------------------------------------------------------------------------------------------
 # One gradient step (critics -> actor -> temperature -> targets)
 # ---------------------------------------------------------------------------------------------
-def gradient_step(config: SACConfig, action_dim: int, state: SACState, batch: Transition, key):
+def gradient_step(config: SACConfig, action_dim: int, state: SACLearner, batch: Transition, key, step=None):
+    """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``."""
     actor, critic = build_networks(config, action_dim)
     actor_opt, critic_opt, alpha_opt = _optimizers(config)
     key_next, key_pi = jax.random.split(key)
@@ -251,7 +252,6 @@ def gradient_step(config: SACConfig, action_dim: int, state: SACState, batch: Tr
         actor_opt_state=actor_opt_state,
         critic_opt_state=critic_opt_state,
         alpha_opt_state=alpha_opt_state,
-        gradient_steps=state.gradient_steps + 1,
     )
     metrics = {
         "loss/critic": c_loss,
@@ -267,81 +267,41 @@ def gradient_step(config: SACConfig, action_dim: int, state: SACState, batch: Tr
 # ---------------------------------------------------------------------------------------------
 # Acting
 # ---------------------------------------------------------------------------------------------
-def make_policy(config: SACConfig, state: SACState, deterministic: bool = True):
+def _actor_for(config: SACConfig, actor_params) -> nn.Module:
+    action_dim = jax.tree.leaves(actor_params)[-1].shape[-1] // 2  # last Dense bias: 2 * |A|
+    return build_networks(config, action_dim)[0]
+
+
+def act(config: SACConfig, learner: SACLearner, obs, key):
+    """Exploration: a ~ pi(.|s), squashed to [-1, 1]."""
+    mean, log_std = _actor_for(config, learner.actor_params).apply(learner.actor_params, obs)
+    return sample_tanh_gaussian(key, mean, log_std)[0]
+
+
+def make_policy(config: SACConfig, state: off_policy.OffPolicyState, deterministic: bool = True):
     """(obs, key) -> action in [-1, 1]^|A|; deterministic evaluation uses tanh(mean)."""
-    action_dim = _action_dim_from_params(state.actor_params)
-    actor, _ = build_networks(config, action_dim)
+    learner = state.learner
+    actor = _actor_for(config, learner.actor_params)
 
     def policy(obs, key):
-        mean, log_std = actor.apply(state.actor_params, obs)
         if deterministic:
-            return jnp.tanh(mean)
-        return sample_tanh_gaussian(key, mean, log_std)[0]
+            return jnp.tanh(actor.apply(learner.actor_params, obs)[0])
+        return act(config, learner, obs, key)
 
     return policy
-
-
-def _action_dim_from_params(actor_params) -> int:
-    leaves = jax.tree.leaves(actor_params)
-    return leaves[-1].shape[-1] // 2  # last Dense bias: 2 * |A|
-
-
-def training_env(config: SACConfig, env, env_params):
-    """The vectorised training environment: actions in [-1, 1], episode statistics."""
-    return rlx_envs.make_vec_env(
-        env, env_params, config.num_envs, normalize_obs=config.normalize_observations
-    )
-
-
-def _env_step(config, venv, env_params, state: SACState, action, key):
-    obs, env_state, reward, terminated, truncated, info = venv.step(key, state.env_state, action, env_params)
-    transition = Transition(
-        obs=state.obs,
-        action=action,
-        reward=reward.astype(jnp.float32),
-        next_obs=info["final_observation"],
-        terminated=terminated.astype(jnp.float32),
-        truncated=truncated.astype(jnp.float32),
-    )
-    done = info["episode_done"].astype(jnp.float32)
-    episode_stats = {
-        "train/episode_return_sum": jnp.sum(info["episode_return"] * done),
-        "train/episodes": jnp.sum(done),
-    }
-    state = state.replace(
-        buffer=add_batch(state.buffer, transition),
-        env_state=env_state,
-        obs=obs,
-        env_steps=state.env_steps + config.num_envs,
-    )
-    return state, episode_stats
 
 
 # ---------------------------------------------------------------------------------------------
 # The agent contract: init / update / make_policy
 # ---------------------------------------------------------------------------------------------
-def init(config: SACConfig, env, env_params, key) -> SACState:
-    """Networks, optimisers, an empty buffer, reset envs, then ``learning_starts`` random steps."""
-    venv = training_env(config, env, env_params)
-    action_dim = rlx_envs.action_dim(env.action_space(env_params))
-    key, k_actor, k_critic, k_reset, k_warm = jax.random.split(key, 5)
-    obs, env_state = venv.reset(k_reset, env_params)
-    obs = obs.astype(jnp.float32)
+def init_learner(config: SACConfig, obs, action_dim: int, key) -> SACLearner:
+    k_actor, k_critic = jax.random.split(key)
     actor, critic = build_networks(config, action_dim)
-    dummy_action = jnp.zeros((1, action_dim), jnp.float32)
     actor_params = actor.init(k_actor, obs[:1])
-    critic_params = critic.init(k_critic, obs[:1], dummy_action)
+    critic_params = critic.init(k_critic, obs[:1], jnp.zeros((1, action_dim), jnp.float32))
     log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
     actor_opt, critic_opt, alpha_opt = _optimizers(config)
-    example = Transition(
-        obs=obs[0],
-        action=dummy_action[0],
-        reward=jnp.float32(0.0),
-        next_obs=obs[0],
-        terminated=jnp.float32(0.0),
-        truncated=jnp.float32(0.0),
-    )
-    state = SACState(
+    return SACLearner(
         actor_params=actor_params,
         critic_params=critic_params,
         target_critic_params=critic_params,
@@ -349,44 +309,14 @@ def init(config: SACConfig, env, env_params, key) -> SACState:
         actor_opt_state=actor_opt.init(actor_params),
         critic_opt_state=critic_opt.init(critic_params),
         alpha_opt_state=alpha_opt.init(log_alpha),
-        buffer=init_buffer(example, config.buffer_capacity),
-        env_state=env_state,
-        obs=obs,
-        key=key,
-        env_steps=jnp.int32(0),
-        gradient_steps=jnp.int32(0),
     )
 
-    def warmup_step(state, key):
-        k_act, k_env = jax.random.split(key)
-        action = jax.random.uniform(k_act, (config.num_envs, action_dim), jnp.float32, -1.0, 1.0)
-        state, _ = _env_step(config, venv, env_params, state, action, k_env)
-        return state, None
 
-    if config.warmup_iterations > 0:
-        state, _ = jax.lax.scan(warmup_step, state, jax.random.split(k_warm, config.warmup_iterations))
-    return state
+def init(config: SACConfig, env, env_params, key) -> off_policy.OffPolicyState:
+    """Networks, optimisers, an empty buffer, reset envs, then ``learning_starts`` warm-up steps."""
+    return off_policy.init(config, env, env_params, key, init_learner, act)
 
 
-def update(config: SACConfig, env, env_params, state: SACState):
+def update(config: SACConfig, env, env_params, state: off_policy.OffPolicyState):
     """One iteration: every env takes one step with a ~ pi(.|s), then ``gradient_steps`` updates."""
-    venv = training_env(config, env, env_params)
-    action_dim = rlx_envs.action_dim(env.action_space(env_params))
-    key, k_act, k_env, k_learn = jax.random.split(state.key, 4)
-    state = state.replace(key=key)
-    action = make_policy(config, state, deterministic=False)(state.obs, k_act)
-    state, episode_stats = _env_step(config, venv, env_params, state, action, k_env)
-
-    def learn(state, key):
-        k_sample, k_step = jax.random.split(key)
-        batch = sample(state.buffer, k_sample, config.batch_size)
-        return gradient_step(config, action_dim, state, batch, k_step)
-
-    state, metrics = jax.lax.scan(learn, state, jax.random.split(k_learn, config.gradient_steps))
-    metrics = jax.tree.map(jnp.mean, metrics)
-    return state, {**metrics, **episode_stats}
-
-
-def observation_stats(state: SACState):
-    """Running observation statistics of the training envs (None when not normalizing)."""
-    return getattr(state.env_state, "obs_stats", None)
+    return off_policy.update(config, env, env_params, state, act, gradient_step)
