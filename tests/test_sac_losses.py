@@ -87,7 +87,7 @@ def test_actor_loss_uses_min_of_critics_and_leaves_critics_alone():
     ap = actor.init(jax.random.PRNGKey(0), obs)
     cp = critic.init(jax.random.PRNGKey(1), obs, jnp.zeros((4, 1)))
     key = jax.random.PRNGKey(2)
-    loss, log_prob = sac.actor_loss(ap, actor, critic, cp, obs, 0.5, key)
+    loss, log_prob = sac.actor_loss(ap, actor, lambda o, a: critic.apply(cp, o, a), obs, 0.5, key)
     mean, log_std = actor.apply(ap, obs)
     from rlx.core.distributions import sample_tanh_gaussian
 

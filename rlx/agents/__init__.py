@@ -8,6 +8,7 @@ from types import ModuleType
 
 AGENTS: dict[str, str] = {
     "sac": "rlx.agents.sac",
+    "dsac_t": "rlx.agents.dsac_t",
 }
 
 

@@ -140,9 +140,12 @@ def twin_critic(config: SACConfig) -> nn.Module:
     return Ensemble(QNetwork, 2, {"hidden_sizes": config.hidden_sizes, "activation": config.activation})
 
 
+def build_actor(config: SACConfig, action_dim: int) -> nn.Module:
+    return Actor(action_dim, tuple(config.hidden_sizes), config.activation, config.log_std_min, config.log_std_max)
+
+
 def build_networks(config: SACConfig, action_dim: int) -> tuple[nn.Module, nn.Module]:
-    actor = Actor(action_dim, tuple(config.hidden_sizes), config.activation, config.log_std_min, config.log_std_max)
-    return actor, twin_critic(config)
+    return build_actor(config, action_dim), twin_critic(config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ class SACLearner:
     alpha_opt_state: Any
 
 
-def _optimizers(config: SACConfig):
+def optimizers(config: SACConfig):
     # inject_hyperparams keeps the learning rate a traced value, so a sweep over it compiles once.
     make = optax.inject_hyperparams(optax.adam)
     return make(learning_rate=config.actor_lr), make(learning_rate=config.critic_lr), make(learning_rate=config.alpha_lr)
@@ -183,11 +186,15 @@ def critic_loss(critic_params, critic, batch: Transition, target):
     return loss, q
 
 
-def actor_loss(actor_params, actor, critic, critic_params, obs, alpha, key):
-    """J_pi = E_B[ alpha log pi(a~|s) - min_j Q_j(s, a~) ], a~ reparameterised (paper Eq. 7)."""
+def actor_loss(actor_params, actor, q_fn, obs, alpha, key):
+    """J_pi = E_B[ alpha log pi(a~|s) - min_j Q_j(s, a~) ], a~ reparameterised (paper Eq. 7).
+
+    ``q_fn(obs, action) -> (num_critics, B)`` values; the critics' parameters are not updated
+    by this loss.
+    """
     mean, log_std = actor.apply(actor_params, obs)
     action, log_prob = sample_tanh_gaussian(key, mean, log_std)
-    q_min = jnp.min(critic.apply(critic_params, obs, action), axis=0)
+    q_min = jnp.min(q_fn(obs, action), axis=0)
     return jnp.mean(alpha * log_prob - q_min), log_prob
 
 
@@ -206,7 +213,7 @@ def polyak(target, online, tau):
 def gradient_step(config: SACConfig, action_dim: int, state: SACLearner, batch: Transition, key, step=None):
     """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``."""
     actor, critic = build_networks(config, action_dim)
-    actor_opt, critic_opt, alpha_opt = _optimizers(config)
+    actor_opt, critic_opt, alpha_opt = optimizers(config)
     key_next, key_pi = jax.random.split(key)
     alpha = jnp.exp(state.log_alpha)
     target_entropy = -config.target_entropy_scale * action_dim
@@ -231,7 +238,7 @@ def gradient_step(config: SACConfig, action_dim: int, state: SACLearner, batch: 
 
     # Actor against the updated critics.
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        state.actor_params, actor, critic, critic_params, batch.obs, alpha, key_pi
+        state.actor_params, actor, lambda o, a: critic.apply(critic_params, o, a), batch.obs, alpha, key_pi
     )
     a_updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state, state.actor_params)
     actor_params = optax.apply_updates(state.actor_params, a_updates)
@@ -269,7 +276,7 @@ def gradient_step(config: SACConfig, action_dim: int, state: SACLearner, batch: 
 # ---------------------------------------------------------------------------------------------
 def _actor_for(config: SACConfig, actor_params) -> nn.Module:
     action_dim = jax.tree.leaves(actor_params)[-1].shape[-1] // 2  # last Dense bias: 2 * |A|
-    return build_networks(config, action_dim)[0]
+    return build_actor(config, action_dim)
 
 
 def act(config: SACConfig, learner: SACLearner, obs, key):
@@ -300,7 +307,7 @@ def init_learner(config: SACConfig, obs, action_dim: int, key) -> SACLearner:
     actor_params = actor.init(k_actor, obs[:1])
     critic_params = critic.init(k_critic, obs[:1], jnp.zeros((1, action_dim), jnp.float32))
     log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
-    actor_opt, critic_opt, alpha_opt = _optimizers(config)
+    actor_opt, critic_opt, alpha_opt = optimizers(config)
     return SACLearner(
         actor_params=actor_params,
         critic_params=critic_params,
