@@ -303,3 +303,8 @@ def init(config: DSACTConfig, env, env_params, key) -> off_policy.OffPolicyState
 def update(config: DSACTConfig, env, env_params, state: off_policy.OffPolicyState):
     """One iteration: every env takes one step with a ~ pi(.|s), then ``gradient_steps`` updates."""
     return off_policy.update(config, env, env_params, state, sac.act, gradient_step)
+
+
+def q_estimate(config: DSACTConfig, state: off_policy.OffPolicyState, obs, action):
+    """The twin critics' means mu(s, a), shape (2, B): the value the agent believes in."""
+    return twin_distributional_critic(config).apply(state.learner.critic_params, obs, action)[0]

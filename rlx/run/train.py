@@ -68,12 +68,24 @@ class Schedule:
         return self.warmup_env_steps + self.num_evals * self.env_steps_per_eval
 
 
-def evaluate(policy: Callable, env, env_params, key, num_episodes: int, obs_stats=None):
+class EpisodeStats(NamedTuple):
+    """Deterministic evaluation episodes, one entry per episode."""
+
+    returns: jax.Array  # undiscounted return
+    discounted_returns: jax.Array  # sum_t gamma^t r_t from the first step (Monte-Carlo value)
+    first_obs: jax.Array  # the observation the policy saw at t = 0 (normalized if training was)
+    first_action: jax.Array  # the policy's action at t = 0
+
+
+def evaluate_episodes(
+    policy: Callable, env, env_params, key, num_episodes: int, obs_stats=None, gamma: float = 1.0
+) -> EpisodeStats:
     """Deterministic evaluation of ``policy`` over ``num_episodes`` parallel episodes.
 
     Each episode runs until its first termination or truncation (at most the env's episode
-    limit, a static length); returns the per-episode returns, shape (num_episodes,).
-    Observations are normalized with the training run's statistics when given (frozen).
+    limit, a static length). Observations are normalized with the training run's statistics
+    when given (frozen). The discounted returns and first (obs, action) pairs let a caller
+    compare a critic's Q(s_0, a_0) with the Monte-Carlo value of the same episodes.
     """
     venv = rlx_envs.make_vec_env(env, env_params, num_episodes)
     max_steps = rlx_envs.episode_limit(env, env_params)
@@ -85,17 +97,28 @@ def evaluate(policy: Callable, env, env_params, key, num_episodes: int, obs_stat
         return o if obs_stats is None else normalize(obs_stats, o)
 
     def step(carry, key):
-        obs, env_state, returns, alive = carry
+        obs, env_state, returns, discounted, discount, alive = carry
         k_act, k_env = jax.random.split(key)
-        action = policy(prepare(obs), k_act)
+        seen = prepare(obs)
+        action = policy(seen, k_act)
         obs, env_state, reward, terminated, truncated, _ = venv.step(k_env, env_state, action, env_params)
-        returns = returns + alive * reward.astype(jnp.float32)
+        reward = alive * reward.astype(jnp.float32)
+        returns = returns + reward
+        discounted = discounted + discount * reward
         alive = alive * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
-        return (obs, env_state, returns, alive), None
+        return (obs, env_state, returns, discounted, discount * gamma, alive), (seen, action)
 
-    init = (obs, env_state, jnp.zeros(num_episodes, jnp.float32), jnp.ones(num_episodes, jnp.float32))
-    (_, _, returns, _), _ = jax.lax.scan(step, init, jax.random.split(k_loop, max_steps))
-    return returns
+    zeros, ones = jnp.zeros(num_episodes, jnp.float32), jnp.ones(num_episodes, jnp.float32)
+    init = (obs, env_state, zeros, zeros, ones, ones)
+    (_, _, returns, discounted, _, _), (seen, actions) = jax.lax.scan(
+        step, init, jax.random.split(k_loop, max_steps)
+    )
+    return EpisodeStats(returns, discounted, seen[0], actions[0])
+
+
+def evaluate(policy: Callable, env, env_params, key, num_episodes: int, obs_stats=None):
+    """Per-episode returns of deterministic evaluation, shape (num_episodes,)."""
+    return evaluate_episodes(policy, env, env_params, key, num_episodes, obs_stats).returns
 
 
 def _block_metrics(update_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
