@@ -2,6 +2,9 @@
 
     rlx train sac --env gymnax/Pendulum-v1 --total-steps 20000 --num-seeds 4 --out runs/x
     rlx train sac --help          # every config field, its default, range and meaning
+    rlx train sac --resume runs/x # continue a stopped run from its latest checkpoint
+    rlx eval runs/x --episodes 100  # return of a saved run's deterministic policy
+    rlx sweep sac --set critic_lr=1e-4,3e-4 --set tau=0.005,0.01 --num-seeds 4 --out runs/s
     rlx envs                      # registered environment names
     python -m rlx ...             # the same
 """
@@ -27,7 +30,16 @@ def _default_text(value) -> str:
     return str(value)
 
 
-def _add_train_parser(sub, algo: str) -> None:
+class _Given(argparse.Action):
+    """Stores the value and notes that the flag was on the command line, so that a resumed run
+    can refuse a flag that contradicts its config.json even when it equals the default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
+def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
     agent = get_agent(algo)
     cfg_cls = agent.Config
     p = sub.add_parser(
@@ -37,13 +49,13 @@ def _add_train_parser(sub, algo: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = p.add_argument_group("run")
-    run.add_argument("--env", default="gymnax/Pendulum-v1", help="registered env name (see `rlx envs`; default: %(default)s)")
+    run.add_argument("--env", action=_Given, default="gymnax/Pendulum-v1", help="registered env name (see `rlx envs`; default: %(default)s)")
     run.add_argument(
         "--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
         help="environment option, e.g. max_steps_in_episode=100 or backend=generalized (repeatable)",
     )
-    run.add_argument("--seed", type=int, default=0, help="base seed (default: %(default)s)")
-    run.add_argument("--num-seeds", type=int, default=1, help="seeds trained at once with jax.vmap (default: %(default)s)")
+    run.add_argument("--seed", action=_Given, type=int, default=0, help="base seed (default: %(default)s)")
+    run.add_argument("--num-seeds", action=_Given, type=int, default=1, help="seeds trained at once with jax.vmap (default: %(default)s)")
     run.add_argument("--out", default=None, help="run folder (default: runs/<algo>-<env>-<time>)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,6 +63,8 @@ def _add_train_parser(sub, algo: str) -> None:
         "--blocks-per-chunk", type=int, default=1,
         help="evaluation blocks per compiled call between host I/O (default: %(default)s)",
     )
+    run.add_argument("--devices", type=int, default=None, help="spread the runs (seeds, sweep points) over at most this many devices (default: all visible)")
+    run.add_argument("--distributed", action="store_true", help="one process per host: call jax.distributed.initialize() first (see README)")
     presets = getattr(agent, "PRESETS", {})
     if presets:
         run.add_argument(
@@ -66,6 +80,7 @@ def _add_train_parser(sub, algo: str) -> None:
             _flag(name), dest=f"cfg_{name}", default=None, metavar="V",
             help=f"{text} (default: {_default_text(default)}{extra}; {kind})",
         )
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,10 +89,66 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent")
     algos = train.add_subparsers(dest="algo", required=True, metavar="ALGO")
     for algo in agent_names():
-        _add_train_parser(algos, algo)
+        p = _add_train_parser(algos, algo)
+        _add_checkpoint_flags(p)
+        _add_sink_flags(p)
+    from rlx.run.sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
+    _add_eval_parser(sub)
     sub.add_parser("envs", help="list registered environments")
     sub.add_parser("agents", help="list agents")
     return parser
+
+
+def _add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("checkpoints and resume")
+    group.add_argument(
+        "--checkpoint-every", type=int, default=None, metavar="N",
+        help="save a checkpoint every N evaluation blocks (default: about ten per run; 0: none); "
+        "also after the last block and on Ctrl-C",
+    )
+    group.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="keep the last K checkpoints (default: %(default)s)")
+    group.add_argument(
+        "--no-save-buffer", action="store_true",
+        help="leave the replay buffer out of checkpoints (smaller; the run can then be evaluated, not resumed)",
+    )
+    group.add_argument(
+        "--resume", default=None, metavar="RUN_DIR",
+        help="continue the stopped run in RUN_DIR from its latest checkpoint; agent, env, seeds and "
+        "config come from its config.json, and flags that contradict them are refused",
+    )
+
+
+def _add_sink_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("logging sinks (metrics.jsonl / metrics.csv are always written)")
+    group.add_argument("--tensorboard", action="store_true", help="also log the metrics to RUN_DIR/tensorboard/ (needs tensorboardX)")
+    group.add_argument("--wandb", default=None, metavar="PROJECT", help="also log the metrics to this Weights & Biases project (needs wandb)")
+
+
+def _sinks(args, out: Path, agent_name: str, config, env: str, seed: int, num_seeds: int) -> tuple:
+    from rlx.run.sinks import TensorBoardSink, WandbSink
+
+    sinks = []
+    if args.tensorboard:
+        sinks.append(TensorBoardSink(out / "tensorboard"))
+    if args.wandb:
+        about = {"agent": agent_name, "env": env, "seed": seed, "num_seeds": num_seeds}
+        sinks.append(WandbSink(args.wandb, name=out.name, config={**about, **config.to_dict()}, run_dir=out))
+    return tuple(sinks)
+
+
+def _add_eval_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="evaluate a saved run",
+        description="Load the latest checkpoint of a run folder and report the return of its "
+        "deterministic policy (per seed when the run trained several).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `rlx train`")
+    p.add_argument("--episodes", type=int, default=100, help="episodes per seed, run in parallel (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: %(default)s)")
+    p.add_argument("--checkpoint", type=int, default=None, metavar="E", help="the checkpoint written after evaluation E (default: the latest)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _parse_env_kwargs(items: list[str]) -> dict:
@@ -106,17 +177,30 @@ def _default_out(algo: str, env: str) -> Path:
     return Path("runs") / f"{algo}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', env)}-{stamp}"
 
 
-def train_command(args) -> int:
-    from rlx.core.config import ConfigError
-    from rlx.run import run
-
-    agent = get_agent(args.algo)
+def _config_overrides(agent, args) -> dict:
+    """Config values from the command line: ``--preset`` first, then individual field flags."""
     overrides = {}
     preset = getattr(args, "preset", None)
     if preset:
         overrides.update({k: v for k, v in agent.PRESETS[preset].items() if not k.startswith("_")})
     overrides.update({k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None})
-    config = agent.Config().override(**overrides)  # raises ConfigError naming the field
+    return overrides
+
+
+def _config_from_args(agent, args):
+    """The agent's config: defaults, then ``--preset``, then individual field flags."""
+    return agent.Config().override(**_config_overrides(agent, args))  # raises ConfigError naming the field
+
+
+def train_command(args) -> int:
+    from rlx.core.config import ConfigError
+    from rlx.run import run
+
+    agent = get_agent(args.algo)
+    if args.resume:
+        return resume_command(agent, args)
+    preset = getattr(args, "preset", None)
+    config = _config_from_args(agent, args)
     if args.num_seeds < 1:
         raise ConfigError(f"--num-seeds must be >= 1, got {args.num_seeds}")
     env_kwargs = _parse_env_kwargs(args.env_kwarg)
@@ -125,8 +209,99 @@ def train_command(args) -> int:
         agent, config, args.env,
         env_kwargs=env_kwargs, seed=args.seed, num_seeds=args.num_seeds, out_dir=out,
         overwrite=args.overwrite, progress=not args.no_progress,
-        blocks_per_chunk=args.blocks_per_chunk, extra_info={"preset": preset},
+        blocks_per_chunk=args.blocks_per_chunk, extra_info={"preset": preset}, devices=args.devices,
+        **_checkpoint_options(args), sinks=_sinks(args, out, args.algo, config, args.env, args.seed, args.num_seeds),
     )
+    _print_result(result, out)
+    return 0
+
+
+def _checkpoint_options(args) -> dict:
+    return {
+        "checkpoint_every": args.checkpoint_every,
+        "keep_checkpoints": args.keep_checkpoints,
+        "save_buffer": not args.no_save_buffer,
+    }
+
+
+def resume_command(agent, args) -> int:
+    """``rlx train ALGO --resume RUN_DIR``: everything but run options comes from the run."""
+    from rlx.run import resume_run
+    from rlx.run.checkpoint import CheckpointError, load_run_spec
+
+    spec = load_run_spec(args.resume)
+    given = getattr(args, "given", set())
+    problems = []
+    if spec.info["agent"] != args.algo:
+        problems.append(f"`rlx train {args.algo}`: the run trained {spec.info['agent']}")
+    if "env" in given and args.env != spec.env:
+        problems.append(f"--env {args.env}: the run's env is {spec.env}")
+    if args.env_kwarg and _parse_env_kwargs(args.env_kwarg) != spec.env_kwargs:
+        problems.append(f"--env-kwarg {' '.join(args.env_kwarg)}: the run's env options are {spec.env_kwargs}")
+    for dest, flag in (("seed", "--seed"), ("num_seeds", "--num-seeds")):
+        if dest in given and getattr(args, dest) != getattr(spec, dest):
+            problems.append(f"{flag} {getattr(args, dest)}: the run's {dest} is {getattr(spec, dest)}")
+    if args.out and Path(args.out).resolve() != spec.run_dir.resolve():
+        problems.append(f"--out {args.out}: a resumed run continues in its own folder {spec.run_dir}")
+    if args.overwrite:
+        problems.append("--overwrite: a resumed run continues its folder; it never starts it over")
+    overrides = _config_overrides(agent, args)
+    requested = spec.config.override(**overrides)  # values read and checked as for a new run
+    for name in overrides:
+        if getattr(requested, name) != getattr(spec.config, name):
+            problems.append(f"{_flag(name)} {overrides[name]}: the run's {name} is {getattr(spec.config, name)!r}")
+    if problems:
+        raise CheckpointError(
+            f"cannot resume {spec.run_dir}: a resumed run keeps the agent, env, seeds and config "
+            f"of its config.json, and these flags contradict it:\n  " + "\n  ".join(problems)
+        )
+    result = resume_run(
+        spec.run_dir, progress=not args.no_progress, blocks_per_chunk=args.blocks_per_chunk,
+        devices=args.devices, **_checkpoint_options(args),
+        sinks=_sinks(args, spec.run_dir, args.algo, spec.config, spec.env, spec.seed, spec.num_seeds),
+    )
+    num_evals = result.schedule.num_evals
+    if result.start_evaluation >= num_evals:
+        print(
+            f"{spec.run_dir} is already complete ({num_evals} evaluations, "
+            f"{result.schedule.total_env_steps:,} env steps per seed): nothing to resume. "
+            f"Evaluate it with: rlx eval {spec.run_dir}"
+        )
+        return 0
+    if result.start_evaluation:
+        print(f"resumed {spec.run_dir} after evaluation {result.start_evaluation} of {num_evals}")
+    else:
+        print(f"{spec.run_dir} had no checkpoint yet: trained it from the beginning")
+    _print_result(result, spec.run_dir)
+    return 0
+
+
+def eval_command(args) -> int:
+    import json
+
+    from rlx.run import evaluate_run
+
+    report = evaluate_run(args.run_dir, args.episodes, seed=args.seed, evaluation=args.checkpoint)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(
+        f"{report.checkpoint}: after evaluation {report.evaluation}, {report.env_steps:,} env steps per seed; "
+        f"deterministic policy, {report.returns.shape[1]} episodes per seed"
+    )
+    if report.returns.shape[0] > 1:
+        for i, (m, sd) in enumerate(zip(report.per_seed_mean, report.per_seed_std, strict=True)):
+            print(f"  seed {i}: return {m:.1f} +- {sd:.1f}")
+        print(
+            f"  all seeds: return {report.return_mean:.1f} +- {report.return_std:.1f} "
+            f"(std over seeds of the seed means: {report.std_over_seeds:.1f})"
+        )
+    else:
+        print(f"  return {report.return_mean:.1f} +- {report.return_std:.1f}")
+    return 0
+
+
+def _print_result(result, out) -> None:
     final = result.final_return
     spread = f" +- {final.std():.1f} over {final.size} seeds" if final.size > 1 else ""
     print(
@@ -134,20 +309,46 @@ def train_command(args) -> int:
         f"(compile {result.compile_seconds:.1f} s, run {result.run_seconds:.1f} s, "
         f"{result.env_steps_per_second:,.0f} env steps/s)"
     )
-    print(f"wrote {out}/: metrics.jsonl, metrics.csv, config.json, summary.json, learning_curve.png")
-    return 0
+    saved = ", checkpoints/" if result.checkpoint is not None else ""
+    print(f"wrote {out}/: metrics.jsonl, metrics.csv, config.json, summary.json, learning_curve.png{saved}")
+
+
+def _start_distributed(argv: list[str]) -> None:
+    """``--distributed``: ``jax.distributed.initialize()`` before anything touches the devices
+    (importing gymnax does, and building the parser imports the agents). Auto-detected on TPU
+    pod slices, SLURM and Open MPI; elsewhere from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
+    and JAX_PROCESS_ID."""
+    if "--distributed" not in argv:
+        return
+    import os
+
+    import jax
+
+    count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+    jax.distributed.initialize(
+        num_processes=None if count is None else int(count), process_id=None if index is None else int(index)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _start_distributed(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     from rlx.core.config import ConfigError
     from rlx.envs import UnknownEnvironmentError
+    from rlx.run.checkpoint import TrainingInterrupted
     from rlx.run.logging import OutputDirError
 
     try:
         if args.command == "train":
             return train_command(args)
+        if args.command == "eval":
+            return eval_command(args)
+        if args.command == "sweep":
+            from rlx.run.sweep import sweep_command
+
+            return sweep_command(args)
         if args.command == "envs":
             from rlx.envs import registered_names
 
@@ -159,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownEnvironmentError, OutputDirError, ValueError) as err:
         print(f"rlx: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"rlx: {stop}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("rlx: interrupted", file=sys.stderr)
         return 130

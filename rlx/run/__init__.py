@@ -1,16 +1,29 @@
 """The runner: ``make_train`` (one pure compiled program) and the chunked ``run`` driver."""
 
-from rlx.run.driver import RunResult, run, seed_keys, summarize
+from rlx.run.checkpoint import CheckpointError, EvalReport, TrainingInterrupted, evaluate_run
+from rlx.run.driver import RunResult, resume_run, run, seed_keys, summarize
+from rlx.run.mesh import RunsLayout, runs_layout
+from rlx.run.sweep import SweepResult, grid, run_sweep
 from rlx.run.train import RunnerState, Schedule, TrainOutput, evaluate, make_train
 
 __all__ = [
+    "CheckpointError",
+    "EvalReport",
     "RunResult",
     "RunnerState",
+    "RunsLayout",
     "Schedule",
+    "SweepResult",
     "TrainOutput",
+    "TrainingInterrupted",
     "evaluate",
+    "evaluate_run",
+    "grid",
     "make_train",
+    "resume_run",
     "run",
+    "run_sweep",
+    "runs_layout",
     "seed_keys",
     "summarize",
 ]

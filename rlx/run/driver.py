@@ -4,6 +4,10 @@
 The driver compiles ``train.run_blocks`` once for its chunk length and calls it repeatedly; the
 iteration itself never leaves the device. With one seed it runs the same program as
 ``jax.jit(train)(key)``; with several it runs ``jax.vmap`` over seeds.
+
+Between chunks it also writes checkpoints of the whole runner state (:mod:`rlx.run.checkpoint`),
+so a stopped run continues from its latest one (``resume=True`` / :func:`resume_run`) with the
+same metrics as if it had never stopped; Ctrl-C finishes the current chunk and saves one first.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx import envs as rlx_envs
+from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
+from rlx.run.mesh import runs_layout
 from rlx.run.plot import plot_learning_curve
 from rlx.run.train import RunnerState, Schedule, make_train
 
@@ -39,6 +45,8 @@ class RunResult:
     out_dir: Path | None
     compile_seconds: float
     run_seconds: float
+    start_evaluation: int = 0  # evaluations restored from a checkpoint (resume); 0 for a fresh run
+    checkpoint: Path | None = None  # the latest checkpoint written or restored
 
     @property
     def steps(self) -> np.ndarray:
@@ -78,23 +86,62 @@ def run(
     progress: bool = True,
     blocks_per_chunk: int = 1,
     extra_info: dict | None = None,
+    devices: int | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 3,
+    save_buffer: bool = True,
+    resume: bool = False,
+    sinks: tuple = (),
 ) -> RunResult:
     """Train ``agent`` with ``config`` on ``env`` (a registered name or an env object).
 
     Seeds are ``seed_keys(seed, num_seeds)``, trained together with ``jax.vmap``. With
     ``out_dir``: ``config.json`` first, ``metrics.jsonl`` / ``metrics.csv`` appended after every
     chunk, ``learning_curve.png`` and ``summary.json`` at the end. Everything that can be
-    wrong with the inputs is checked before compiling.
+    wrong with the inputs is checked before compiling. With several devices visible, the seeds
+    are spread over up to ``devices`` of them (runs mode, :mod:`rlx.run.mesh`).
+
+    Checkpoints (with ``out_dir``, in ``<out_dir>/checkpoints/``): every ``checkpoint_every``
+    evaluation blocks (default: about ten per run; 0: none), after the last block, and on
+    Ctrl-C, which then raises :class:`rlx.run.checkpoint.TrainingInterrupted` (a
+    KeyboardInterrupt); the last ``keep_checkpoints`` are kept; ``save_buffer=False`` leaves the
+    replay buffer out (such a checkpoint can be evaluated, not resumed). ``resume=True``
+    continues the run in ``out_dir`` from its latest checkpoint: the arguments must describe the
+    run its ``config.json`` and checkpoint describe, else nothing is touched and a
+    :class:`rlx.run.checkpoint.CheckpointError` says what differs; metrics rows written after
+    that checkpoint are dropped and written again.
+
+    ``sinks`` (:mod:`rlx.run.sinks`: TensorBoard, Weights & Biases) receive the metrics rows of
+    every chunk as well; on several hosts only the first one feeds them.
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
     if blocks_per_chunk < 1:
         raise ValueError(f"blocks_per_chunk must be >= 1, got {blocks_per_chunk}")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
+    if keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
     env_name, env, env_params = _resolve_env(env, env_params, env_kwargs)
     train = make_train(agent, config, env, env_params)  # validates config and env
     schedule: Schedule = train.schedule
-    out = runlog.prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
+    layout = runs_layout(num_seeds, devices)
+    # With several hosts (jax.distributed) every host has all metrics; the first one writes them.
+    writes = out_dir is not None and jax.process_index() == 0
+    agent_name = getattr(agent, "NAME", getattr(agent, "__name__", str(agent)))
+    identity = ckpt.run_identity(agent_name, env_name, env_kwargs, seed, num_seeds, config)
+    keys = seed_keys(seed, num_seeds)
+    restored = None
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs out_dir, the folder of the run to continue")
+        if jax.process_count() > 1:
+            raise ValueError("resuming a run is supported on one host only")
+        restored = ckpt.open_for_resume(out_dir, identity, lambda: ckpt.abstract_runner_state(train, num_seeds, keys))
+        out = Path(out_dir)
+    else:
+        out = runlog.prepare_out_dir(out_dir, overwrite) if writes else None
+    if out is not None and not resume:
         runlog.write_json(
             out / "config.json",
             {
@@ -107,72 +154,138 @@ def run(
                 "schedule": dataclasses.asdict(schedule),
                 "versions": runlog.versions(),
                 "device": runlog.device_info(),
+                "runs_layout": layout.describe(),
                 "command": runlog.command_line(),
                 **(extra_info or {}),
             },
         )
-        writer = runlog.MetricsWriter(out)
-
-    keys = seed_keys(seed, num_seeds)
+    start = 0 if restored is None else restored.evaluation
+    complete = start >= schedule.num_evals
+    wall_times: list[float] = [] if restored is None else [float(w) for w in restored.meta["wall_time"]]
+    if out is not None and not complete:
+        # The files start over with the rows the checkpoint holds; rows written after it are
+        # dropped and written again by this run.
+        start_rows = runlog.eval_records(restored.metrics, 0, start, wall_times) if start else None
+        writer = runlog.MetricsWriter(out, start_rows)
+    checkpoints = None
+    if out is not None and checkpoint_every != 0 and jax.process_count() == 1 and not complete:
+        checkpoints = ckpt.RunCheckpoints(out, keep=keep_checkpoints, save_buffer=save_buffer)
+    every = checkpoint_every or ckpt.default_checkpoint_every(schedule.num_evals)
     batched = num_seeds > 1
 
     def lift(fn):
         return jax.vmap(fn) if batched else fn
 
-    bar = _progress_bar(progress, schedule.total_env_steps * num_seeds, f"{env_name}")
+    bar = _progress_bar(progress and not complete, schedule.total_env_steps * num_seeds, f"{env_name}")
     t0 = time.perf_counter()
-    init_fn = jax.jit(lift(train.init))
-    runner_state = init_fn(keys if batched else keys[0])
+    if restored is None:
+        init_fn = layout.jit(lift(train.init))
+        runner_state = init_fn(layout.place(keys) if batched else keys[0])
+    else:
+        runner_state = layout.place(restored.state) if batched else restored.state
     chunk_fns: dict[int, Any] = {}
 
     def chunk_fn(n):
         if n not in chunk_fns:
-            fn = jax.jit(lift(lambda rs: train.run_blocks(rs, n)), donate_argnums=0)
+            fn = layout.jit(lift(lambda rs: train.run_blocks(rs, n)), donate_argnums=0)
             chunk_fns[n] = fn.lower(runner_state).compile()
         return chunk_fns[n]
 
     if bar is not None:
         bar.set_description(f"{env_name} (compiling)")
-    chunk_fn(min(blocks_per_chunk, schedule.num_evals))
+    if not complete:
+        chunk_fn(min(blocks_per_chunk, schedule.num_evals - start))
     jax.block_until_ready(runner_state)
     compile_seconds = time.perf_counter() - t0
     if bar is not None:
         bar.set_description(env_name)
-        bar.update(schedule.warmup_env_steps * num_seeds)
+        bar.update((schedule.warmup_env_steps + start * schedule.env_steps_per_eval) * num_seeds)
 
-    chunks: list[dict[str, np.ndarray]] = []
-    done = 0
+    chunks: list[dict[str, np.ndarray]] = [] if restored is None else [restored.metrics]
+    done = saved = start
+    wall_offset = wall_times[-1] if wall_times else 0.0
+    earlier = restored.meta if restored is not None else {}
+    checkpoint_path = None if restored is None else restored.path
     t_run = time.perf_counter()
-    while done < schedule.num_evals:
-        n = min(blocks_per_chunk, schedule.num_evals - done)
-        runner_state, metrics = chunk_fn(n)(runner_state)
-        metrics = jax.device_get(metrics)
-        if not batched:
-            metrics = {k: np.asarray(v)[None] for k, v in metrics.items()}
-        chunks.append(metrics)
-        now = time.perf_counter()
-        if out is not None:
+
+    def save_checkpoint(merged):
+        meta = {
+            **identity,
+            "schedule": dataclasses.asdict(schedule),
+            "num_evals": schedule.num_evals,
+            "env_steps": schedule.warmup_env_steps + done * schedule.env_steps_per_eval,
+            "wall_time": wall_times,
+            "compile_seconds": earlier.get("compile_seconds", 0.0) + compile_seconds,
+            "run_seconds": earlier.get("run_seconds", 0.0) + time.perf_counter() - t_run,
+        }
+        return checkpoints.save(done, layout.fetch(runner_state), merged, meta)
+
+    with ckpt.InterruptRequest(enabled=checkpoints is not None) as stop:
+        while done < schedule.num_evals and not stop.requested:
+            n = min(blocks_per_chunk, schedule.num_evals - done)
+            runner_state, metrics = chunk_fn(n)(runner_state)
+            metrics = layout.fetch(metrics)
+            if not batched:
+                metrics = {k: np.asarray(v)[None] for k, v in metrics.items()}
+            chunks.append(metrics)
+            now = time.perf_counter()
+            wall_times += [wall_offset + now - t0] * n
             merged = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in metrics}
-            writer.write(runlog.eval_records(merged, done, done + n, [now - t0] * n))
-        done += n
-        if bar is not None:
-            bar.update(n * schedule.env_steps_per_eval * num_seeds)
-            last = float(np.mean(metrics["eval/return_mean"][:, -1]))
-            sps = (done * schedule.env_steps_per_eval * num_seeds) / max(now - t_run, 1e-9)
-            bar.set_postfix_str(f"eval {last:8.1f} | {sps:,.0f} steps/s")
+            rows = runlog.eval_records(merged, done, done + n, wall_times[done:])
+            if out is not None:
+                writer.write(rows)
+            for sink in sinks if jax.process_index() == 0 else ():
+                sink.write(rows)
+            done += n
+            due = done // every > saved // every or done == schedule.num_evals or stop.requested
+            if checkpoints is not None and due:
+                checkpoint_path, saved = save_checkpoint(merged), done
+            if bar is not None:
+                bar.update(n * schedule.env_steps_per_eval * num_seeds)
+                last = float(np.mean(metrics["eval/return_mean"][:, -1]))
+                sps = ((done - start) * schedule.env_steps_per_eval * num_seeds) / max(now - t_run, 1e-9)
+                bar.set_postfix_str(f"eval {last:8.1f} | {sps:,.0f} steps/s")
     run_seconds = time.perf_counter() - t_run
     if bar is not None:
         bar.close()
+    if checkpoints is not None:
+        checkpoints.close()
+    for sink in sinks:
+        sink.close()
+    if done < schedule.num_evals:  # Ctrl-C, after a checkpoint of where it stopped
+        raise ckpt.TrainingInterrupted(
+            out, done, schedule.num_evals, checkpoint_path, f"rlx train {agent_name} --resume {out}"
+        )
 
     all_metrics = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
-    result = RunResult(all_metrics, runner_state, schedule, config, out, compile_seconds, run_seconds)
-    if out is not None:
+    compile_seconds += earlier.get("compile_seconds", 0.0)
+    run_seconds += earlier.get("run_seconds", 0.0)
+    result = RunResult(
+        all_metrics, layout.unpad(runner_state), schedule, config, out, compile_seconds, run_seconds,
+        start_evaluation=start, checkpoint=checkpoint_path,
+    )
+    if out is not None and not (complete and (out / "summary.json").exists()):
         plot_learning_curve(
             result.steps, all_metrics["eval/return_mean"], out / "learning_curve.png",
             title=f"{getattr(agent, 'NAME', '')} on {env_name}".strip(),
         )
         runlog.write_json(out / "summary.json", summarize(result))
     return result
+
+
+def resume_run(run_dir, **options) -> RunResult:
+    """Continue the run in ``run_dir`` from its latest checkpoint (:func:`run` with ``resume=True``).
+
+    Agent, config, env and seeds come from the run's ``config.json``; ``options`` are
+    :func:`run`'s other keyword arguments (``progress``, ``blocks_per_chunk``,
+    ``checkpoint_every``, ``keep_checkpoints``, ``save_buffer``, ``devices``). A complete run
+    returns its saved result without training (``result.start_evaluation == num_evals``).
+    """
+    spec = ckpt.load_run_spec(run_dir)
+    return run(
+        spec.agent, spec.config, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
+        num_seeds=spec.num_seeds, out_dir=spec.run_dir, resume=True, **options,
+    )
 
 
 def summarize(result: RunResult) -> dict[str, Any]:

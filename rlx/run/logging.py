@@ -115,14 +115,18 @@ def eval_records(metrics: dict[str, np.ndarray], start: int, stop: int, wall_tim
 
 
 class MetricsWriter:
-    """Appends evaluation records to ``metrics.jsonl`` and ``metrics.csv`` as they arrive."""
+    """Appends evaluation records to ``metrics.jsonl`` and ``metrics.csv`` as they arrive.
 
-    def __init__(self, out_dir: Path):
+    Both files start over with ``records`` (a resumed run: the rows up to its checkpoint).
+    """
+
+    def __init__(self, out_dir: Path, records: list[dict] | None = None):
         self.jsonl_path = out_dir / "metrics.jsonl"
         self.csv_path = out_dir / "metrics.csv"
         self._columns: list[str] | None = None
         for p in (self.jsonl_path, self.csv_path):
             p.write_text("")
+        self.write(records or [])
 
     def write(self, records: list[dict]) -> None:
         if not records:

@@ -1,0 +1,596 @@
+"""Checkpoints of a run folder: the whole runner state, saved with orbax, resumable bit for bit;
+and the evaluation of a saved run.
+
+A checkpoint is one orbax ``CheckpointManager`` step under ``<run>/checkpoints/``, named by the
+number of evaluation blocks done when it was written::
+
+    checkpoints/<e>/state/     the RunnerState without its replay buffers: parameters, optimizer
+                               states, target networks, temperature, env states (observation
+                               statistics included), current observations, keys, step counters
+    checkpoints/<e>/buffers/   the replay buffer(s); absent when saved with save_buffer=False
+    checkpoints/<e>/meta/      JSON: agent, env, env kwargs, seed, num_seeds, every config field,
+                               schedule, evaluation index, env steps, wall time of each evaluation
+    checkpoints/<e>/metrics/   JSON: every metric of evaluations 0..e-1, per seed, exact values
+
+orbax writes a step into ``<e>.orbax-checkpoint-tmp-<time>/`` and renames it to ``<e>/`` only
+when everything is on disk, so a save that is killed leaves nothing that lists or loads as a
+checkpoint. Before restoring, the saved agent, env, seeds and config are compared with the run
+asking for them, and the saved array shapes with the shapes that run's ``init`` produces; any
+difference is refused with a :class:`CheckpointError` that lists it. Reading never writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from rlx.buffers import ReplayBuffer
+
+CHECKPOINT_DIR = "checkpoints"
+FORMAT_VERSION = 1
+IDENTITY_KEYS = ("agent", "env", "env_kwargs", "seed", "num_seeds")
+
+
+def _handlers() -> dict:
+    # Named up front: orbax reports an item's metadata only for items whose handler it knows.
+    return {
+        "state": ocp.StandardCheckpointHandler(),
+        "buffers": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+        "metrics": ocp.JsonCheckpointHandler(),
+    }
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, damaged, or written by a different run."""
+
+
+class Restored(NamedTuple):
+    evaluation: int  # evaluation blocks done when the checkpoint was written
+    path: Path
+    state: Any  # RunnerState (replay buffers replaced by None when restored without them)
+    metrics: dict[str, np.ndarray]  # every leaf (num_seeds, evaluation)
+    meta: dict
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay buffers travel as their own item, so they can be left out
+# ---------------------------------------------------------------------------------------------
+def _is_buffer(x) -> bool:
+    return isinstance(x, ReplayBuffer)
+
+
+def split_buffers(state) -> tuple[Any, list]:
+    """(``state`` with every replay buffer replaced by None, the buffers in tree order)."""
+    without = jax.tree.map(lambda x: None if _is_buffer(x) else x, state, is_leaf=_is_buffer)
+    buffers = [x for x in jax.tree.leaves(state, is_leaf=_is_buffer) if _is_buffer(x)]
+    return without, buffers
+
+
+def merge_buffers(without, buffers, template):
+    """Inverse of :func:`split_buffers`; ``template`` is any tree of the full state's structure."""
+    slots, treedef = jax.tree.flatten(template, is_leaf=_is_buffer)
+    rest, buffers = iter(jax.tree.leaves(without)), iter(buffers)
+    return jax.tree.unflatten(treedef, [next(buffers) if _is_buffer(s) else next(rest) for s in slots])
+
+
+# ---------------------------------------------------------------------------------------------
+# What a checkpoint must agree with
+# ---------------------------------------------------------------------------------------------
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return np.asarray(x).tolist()
+    return str(x)
+
+
+def plain(x):
+    """``x`` as it reads back from JSON (tuples as lists, numpy scalars as numbers)."""
+    return json.loads(json.dumps(x, default=_jsonable))
+
+
+def run_identity(agent_name: str, env_name: str, env_kwargs, seed: int, num_seeds: int, config) -> dict:
+    """What fixes a run's state and metrics: a checkpoint resumes only a run with the same one."""
+    return plain({
+        "agent": agent_name,
+        "env": env_name,
+        "env_kwargs": dict(env_kwargs or {}),
+        "seed": int(seed),
+        "num_seeds": int(num_seeds),
+        "config": config.to_dict(),
+    })
+
+
+_MISSING = "<missing>"
+
+
+def identity_mismatches(saved: Mapping, wanted: Mapping, saved_name: str = "checkpoint") -> list[str]:
+    """One line per difference between two :func:`run_identity` dicts (empty: they agree)."""
+    problems = []
+    for key in IDENTITY_KEYS:
+        a, b = saved.get(key, _MISSING), wanted.get(key, _MISSING)
+        if a != b:
+            problems.append(f"{key}: {saved_name} {a!r}, this run {b!r}")
+    saved_cfg, wanted_cfg = saved.get("config", {}), wanted.get("config", {})
+    for name in [*wanted_cfg, *(n for n in saved_cfg if n not in wanted_cfg)]:
+        a, b = saved_cfg.get(name, _MISSING), wanted_cfg.get(name, _MISSING)
+        if a != b:
+            problems.append(f"config.{name}: {saved_name} {a!r}, this run {b!r}")
+    return problems
+
+
+def _path_text(path) -> str:
+    parts = []
+    for k in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return ".".join(parts)
+
+
+def _leaf_specs(tree) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {
+        _path_text(path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def structure_mismatches(stored, template, limit: int = 8) -> list[str]:
+    """Arrays whose path, shape or dtype differ between a checkpoint's metadata and ``template``."""
+    have, want = _leaf_specs(stored), _leaf_specs(template)
+    problems = []
+    for path, (shape, dtype) in want.items():
+        if path not in have:
+            problems.append(f"{path}: not in the checkpoint (this run: {dtype}{list(shape)})")
+        elif have[path] != (shape, dtype):
+            s, d = have[path]
+            problems.append(f"{path}: checkpoint {d}{list(s)}, this run {dtype}{list(shape)}")
+    for path, (shape, dtype) in have.items():
+        if path not in want:
+            problems.append(f"{path}: in the checkpoint ({dtype}{list(shape)}), not in this run's state")
+    if len(problems) > limit:
+        problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
+    return problems
+
+
+def _metrics_to_json(metrics: Mapping[str, np.ndarray]) -> dict:
+    # Python floats hold float32 values exactly, and JSON writes them back exactly (NaN too).
+    return {name: {"dtype": np.asarray(v).dtype.name, "values": np.asarray(v).tolist()} for name, v in metrics.items()}
+
+
+def _metrics_from_json(payload: Mapping) -> dict[str, np.ndarray]:
+    return {name: np.asarray(v["values"], dtype=v["dtype"]) for name, v in payload.items()}
+
+
+def _placed(template):
+    """Abstract arrays with a sharding, which orbax needs to restore onto devices."""
+    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    def place(leaf):
+        sharding = getattr(leaf, "sharding", None) or default
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+    return jax.tree.map(place, template)
+
+
+def _short(err: Exception, limit: int = 300) -> str:
+    """The gist of an orbax / tensorstore error (they append a long JSON spec)."""
+    text = (str(err).splitlines() or [""])[0].split(" [tensorstore_spec=")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """orbax warns through absl about expected situations (a read-only manager); keep the CLI clean."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkpoints of one run folder
+# ---------------------------------------------------------------------------------------------
+class RunCheckpoints:
+    """Save and restore the checkpoints under ``<run_dir>/checkpoints/``.
+
+    With ``write=False`` nothing on disk is created, changed or cleaned up.
+    """
+
+    def __init__(self, run_dir, *, keep: int = 3, save_buffer: bool = True, write: bool = True):
+        if keep < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
+        self.run_dir = Path(run_dir)
+        self.directory = self.run_dir / CHECKPOINT_DIR
+        self.save_buffer = save_buffer
+        self._manager = None
+        if not write and not self.directory.is_dir():
+            return
+        with _quiet_orbax():
+            options = ocp.CheckpointManagerOptions(
+                # Synchronous: the next chunk donates the state's device buffers, so they must
+                # be on disk before it starts.
+                enable_async_checkpointing=False,
+                preservation_policy=ocp.checkpoint_managers.LatestN(keep) if write else None,
+                create=write,
+                read_only=not write,
+                cleanup_tmp_directories=write,  # leftovers of a killed save, never listed as steps
+            )
+            self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options, item_handlers=_handlers())
+
+    # ---- listing ---------------------------------------------------------------------------
+    def evaluations(self) -> list[int]:
+        """Evaluation indices of the finalized checkpoints, oldest first."""
+        return sorted(self._manager.all_steps()) if self._manager is not None else []
+
+    def latest(self) -> int | None:
+        found = self.evaluations()
+        return found[-1] if found else None
+
+    def path(self, evaluation: int) -> Path:
+        return self.directory / str(evaluation)
+
+    # ---- saving ------------------------------------------------------------------------------
+    def save(self, evaluation: int, state, metrics: Mapping[str, np.ndarray], meta: Mapping) -> Path:
+        """Write checkpoint ``evaluation`` (blocking); the oldest beyond ``keep`` are removed."""
+        without, buffers = split_buffers(state)
+        with_buffers = self.save_buffer and bool(buffers)
+        meta = plain({**meta, "format_version": FORMAT_VERSION, "evaluation": int(evaluation), "has_buffers": with_buffers})
+        items = {
+            "state": ocp.args.StandardSave(without),
+            "meta": ocp.args.JsonSave(meta),
+            "metrics": ocp.args.JsonSave(_metrics_to_json(metrics)),
+        }
+        if with_buffers:
+            items["buffers"] = ocp.args.StandardSave(buffers)
+        with _quiet_orbax():
+            saved = self._manager.save(int(evaluation), args=ocp.args.Composite(**items), force=True)
+        if not saved:
+            raise CheckpointError(f"orbax did not write checkpoint {self.path(evaluation)}")
+        return self.path(evaluation)
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _damaged(self, evaluation: int, err: Exception) -> CheckpointError:
+        older = [e for e in self.evaluations() if e < evaluation]
+        hint = (
+            f"; remove {self.path(evaluation)} to use the previous checkpoint ({self.path(older[-1])})"
+            if older else ""
+        )
+        return CheckpointError(
+            f"checkpoint {self.path(evaluation)} cannot be read, it is damaged or incomplete "
+            f"({type(err).__name__}: {_short(err)}){hint}"
+        )
+
+    def read_meta(self, evaluation: int) -> dict:
+        try:
+            with _quiet_orbax():
+                return dict(self._manager.restore(evaluation, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        except Exception as err:  # orbax raises many kinds; all mean the same to the user
+            raise self._damaged(evaluation, err) from err
+
+    def restore(self, template, identity: Mapping, *, evaluation: int | None = None, buffers: bool = True) -> Restored:
+        """Restore a checkpoint (the latest by default) shaped like ``template``.
+
+        ``template``: the full runner state or its abstract shapes (``jax.eval_shape`` of init).
+        ``identity``: :func:`run_identity` of the run asking; any difference is refused.
+        ``buffers=False`` skips the replay buffers (evaluation), leaving None in their place.
+        """
+        evaluation = self.latest() if evaluation is None else evaluation
+        if evaluation is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        if evaluation not in self.evaluations():
+            raise CheckpointError(f"no checkpoint {evaluation} in {self.directory}; there are {self.evaluations()}")
+        path = self.path(evaluation)
+        meta = self.read_meta(evaluation)
+        problems = identity_mismatches(meta, identity)
+        if problems:
+            raise CheckpointError(f"checkpoint {path} was written by a different run:\n  " + "\n  ".join(problems))
+        state_template, buffer_templates = split_buffers(template)
+        buffers = buffers and bool(buffer_templates)
+        if buffers and not meta.get("has_buffers", False):
+            raise CheckpointError(
+                f"checkpoint {path} was saved without its replay buffer (--no-save-buffer), so training "
+                f"cannot continue from it as the same run; resuming is refused (evaluating it works: "
+                f"rlx eval {self.run_dir})"
+            )
+        try:
+            with _quiet_orbax():
+                stored = self._manager.item_metadata(evaluation)
+            stored_state = stored["state"]
+            stored_buffers = stored["buffers"] if buffers else None
+            if stored_state is None or (buffers and stored_buffers is None):
+                raise FileNotFoundError("an item's metadata is missing")
+        except Exception as err:
+            raise self._damaged(evaluation, err) from err
+        problems = structure_mismatches(stored_state, state_template)
+        if buffers:
+            problems += structure_mismatches(stored_buffers, buffer_templates)
+        if problems:
+            raise CheckpointError(
+                f"checkpoint {path} holds arrays of other shapes than this run's state:\n  " + "\n  ".join(problems)
+            )
+        args = {"state": ocp.args.StandardRestore(_placed(state_template)), "metrics": ocp.args.JsonRestore()}
+        if buffers:
+            args["buffers"] = ocp.args.StandardRestore(_placed(buffer_templates))
+        try:
+            with _quiet_orbax():
+                out = self._manager.restore(evaluation, args=ocp.args.Composite(**args))
+            metrics = _metrics_from_json(out.metrics)
+        except Exception as err:
+            raise self._damaged(evaluation, err) from err
+        bad = [k for k, v in metrics.items() if v.shape != (identity["num_seeds"], evaluation)]
+        if bad:
+            raise self._damaged(evaluation, ValueError(f"metrics {bad} do not have shape (num_seeds, {evaluation})"))
+        state = merge_buffers(out.state, list(out.buffers), template) if buffers else out.state
+        return Restored(evaluation, path, state, metrics, meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run folder's description (config.json)
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What ``config.json`` says about a run: enough to build it again."""
+
+    run_dir: Path
+    agent: Any  # the agent module
+    config: Any
+    env: str
+    env_kwargs: dict
+    seed: int
+    num_seeds: int
+    info: dict  # the whole config.json
+
+    @property
+    def identity(self) -> dict:
+        return run_identity(self.info["agent"], self.env, self.env_kwargs, self.seed, self.num_seeds, self.config)
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder: it has no config.json")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path} is not a run description")
+    return info
+
+
+def load_run_spec(run_dir) -> RunSpec:
+    """Read ``<run_dir>/config.json``; a clear error when it is not a run folder."""
+    from rlx.agents import get_agent
+
+    run_dir = Path(run_dir)
+    info = _read_config(run_dir)
+    path = run_dir / "config.json"
+    try:
+        agent = get_agent(info["agent"])
+        config = agent.Config.from_dict(info["config"])
+        spec = RunSpec(
+            run_dir, agent, config, info["env"], dict(info.get("env_kwargs") or {}),
+            int(info.get("seed", 0)), int(info.get("num_seeds", 1)), info,
+        )
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} cannot be read as a run description ({type(err).__name__}: {err})") from err
+    return spec
+
+
+def abstract_runner_state(train, num_seeds: int, keys):
+    """Shapes and dtypes of ``train.init`` over the run's seed keys (traced, never run)."""
+    init = jax.vmap(train.init) if num_seeds > 1 else train.init
+    return jax.eval_shape(jax.jit(init), keys if num_seeds > 1 else keys[0])
+
+
+def default_checkpoint_every(num_evals: int) -> int:
+    """About ten checkpoints per run, at most one per evaluation block (plus the final one)."""
+    return max(1, -(-num_evals // 10))
+
+
+def open_for_resume(run_dir, identity: Mapping, template: Callable[[], Any]) -> Restored | None:
+    """Check that ``run_dir`` is the run described by ``identity``; restore its latest checkpoint.
+
+    Returns None when the run has no checkpoint yet (it then starts again from the beginning,
+    which gives the same run). ``template`` builds the abstract runner state when needed. The
+    checkpoint of a complete run saved without its replay buffer restores with None for it.
+    Refusals (a different run, a damaged or incompatible checkpoint) change nothing on disk.
+    """
+    run_dir = Path(run_dir)
+    info = _read_config(run_dir)
+    saved = {key: info.get(key) for key in IDENTITY_KEYS} | {"config": info.get("config", {})}
+    saved["env_kwargs"] = saved["env_kwargs"] or {}
+    problems = identity_mismatches(saved, identity, saved_name="config.json")
+    if problems:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: a resumed run keeps the agent, env, seeds and config of "
+            f"its config.json, and this run differs:\n  " + "\n  ".join(problems)
+        )
+    with RunCheckpoints(run_dir, write=False) as checkpoints:
+        latest = checkpoints.latest()
+        if latest is None:
+            return None
+        meta = checkpoints.read_meta(latest)
+        # A complete run trains no further, so it needs no buffer (it may have been saved without).
+        complete = meta.get("evaluation", 0) >= meta.get("num_evals", float("inf"))
+        return checkpoints.restore(template(), identity, buffers=not complete or meta.get("has_buffers", False))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C after a whole chunk; ``checkpoint`` holds where it stopped."""
+
+    def __init__(self, run_dir, evaluation: int, num_evals: int, checkpoint: Path | None, resume_command: str):
+        self.run_dir, self.evaluation, self.num_evals = run_dir, evaluation, num_evals
+        self.checkpoint, self.resume_command = checkpoint, resume_command
+        if checkpoint is not None:
+            text = (f"training interrupted after evaluation {evaluation} of {num_evals}; checkpoint "
+                    f"saved in {checkpoint}; continue with: {resume_command}")
+        else:
+            text = f"training interrupted after evaluation {evaluation} of {num_evals}; no checkpoint was saved"
+        super().__init__(text)
+
+
+class InterruptRequest:
+    """While active, Ctrl-C (SIGINT) only asks the driver to stop after the current chunk.
+
+    A second Ctrl-C interrupts at once, as usual. Signal handlers belong to the main thread,
+    so elsewhere this does nothing.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._fallback())
+        print(
+            "\nrlx: Ctrl-C: finishing the current chunk, then saving a checkpoint "
+            "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True,
+        )
+
+    def _fallback(self):
+        return self._previous if callable(self._previous) else signal.default_int_handler
+
+    def __enter__(self):
+        if self.enabled:
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._fallback())
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating a saved run
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class EvalReport:
+    """Deterministic-policy returns of a saved run's checkpoint. ``returns``: (num_seeds, episodes)."""
+
+    run_dir: Path
+    checkpoint: Path
+    evaluation: int  # evaluation blocks done when the checkpoint was written
+    env_steps: int  # per seed
+    returns: np.ndarray
+
+    @property
+    def per_seed_mean(self) -> np.ndarray:
+        return self.returns.mean(axis=1)
+
+    @property
+    def per_seed_std(self) -> np.ndarray:
+        return self.returns.std(axis=1)
+
+    @property
+    def return_mean(self) -> float:
+        """Mean over every episode of every seed."""
+        return float(self.returns.mean())
+
+    @property
+    def return_std(self) -> float:
+        """Standard deviation over every episode of every seed."""
+        return float(self.returns.std())
+
+    @property
+    def std_over_seeds(self) -> float:
+        """Standard deviation of the per-seed means (0 for one seed)."""
+        return float(self.per_seed_mean.std())
+
+    def to_dict(self) -> dict:
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.checkpoint),
+            "evaluation": self.evaluation,
+            "env_steps": self.env_steps,
+            "episodes": int(self.returns.shape[1]),
+            "return_mean": self.return_mean,
+            "return_std": self.return_std,
+            "std_over_seeds": self.std_over_seeds,
+            "per_seed": [
+                {"seed": i, "return_mean": float(m), "return_std": float(s)}
+                for i, (m, s) in enumerate(zip(self.per_seed_mean, self.per_seed_std, strict=True))
+            ],
+        }
+
+
+def evaluate_run(run_dir, episodes: int = 100, *, seed: int = 0, evaluation: int | None = None) -> EvalReport:
+    """Evaluate the latest checkpoint of ``run_dir`` (or checkpoint ``evaluation``).
+
+    Each seed's deterministic policy runs ``episodes`` episodes in parallel, with the run's
+    frozen observation statistics; every seed sees the same episodes (one evaluation key from
+    ``seed``), so seeds differ only by their policies. The replay buffer is not read.
+    """
+    from rlx import envs as rlx_envs
+    from rlx.run.driver import seed_keys
+    from rlx.run.train import evaluate, make_train
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    spec = load_run_spec(run_dir)
+    env, env_params = rlx_envs.make(spec.env, **spec.env_kwargs)
+    train = make_train(spec.agent, spec.config, env, env_params)
+    with RunCheckpoints(spec.run_dir, write=False) as checkpoints:
+        if checkpoints.latest() is None:
+            raise CheckpointError(
+                f"{spec.run_dir} has no checkpoint to evaluate (it stopped before its first "
+                f"checkpoint, or was trained with checkpoint_every=0)"
+            )
+        template = abstract_runner_state(train, spec.num_seeds, seed_keys(spec.seed, spec.num_seeds))
+        restored = checkpoints.restore(template, spec.identity, evaluation=evaluation, buffers=False)
+    _, buffer_templates = split_buffers(template)
+    if spec.num_seeds > 1:  # inside vmap every seed's buffer is unbatched
+        buffer_templates = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), buffer_templates)
+    agent, config = spec.agent, spec.config
+
+    def seed_returns(state_without_buffers, key):
+        # The policy never reads the buffer; zeros stand in for it and XLA drops them.
+        buffers = [jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), b) for b in buffer_templates]
+        agent_state = merge_buffers(state_without_buffers, buffers, template).agent_state
+        policy = agent.make_policy(config, agent_state, deterministic=True)
+        return evaluate(policy, env, env_params, key, episodes, agent.observation_stats(agent_state))
+
+    if spec.num_seeds > 1:
+        returns = jax.jit(jax.vmap(seed_returns, in_axes=(0, None)))(restored.state, jax.random.PRNGKey(seed))
+    else:
+        returns = jax.jit(seed_returns)(restored.state, jax.random.PRNGKey(seed))[None]
+    return EvalReport(
+        spec.run_dir, restored.path, restored.evaluation, int(restored.meta.get("env_steps", -1)),
+        np.asarray(jax.device_get(returns), dtype=np.float64),
+    )
