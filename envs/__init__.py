@@ -46,3 +46,10 @@ __all__ = [
     "register",
     "registered_names",
 ]
+
+# Our own environments (rlx/...), registered at import.
+from .household import make_household  # noqa: E402
+from .keydoor import make_keydoor  # noqa: E402
+
+register("rlx/KeyDoor-v0", make_keydoor, overwrite=True)
+register("rlx/Household-v0", make_household, overwrite=True)

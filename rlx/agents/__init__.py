@@ -9,6 +9,9 @@ from types import ModuleType
 AGENTS: dict[str, str] = {
     "sac": "rlx.agents.sac",
     "dsac_t": "rlx.agents.dsac_t",
+    "ppo": "rlx.agents.ppo",
+    "grpo": "rlx.agents.grpo",
+    "gigpo": "rlx.agents.gigpo",
 }
 
 

@@ -1,0 +1,179 @@
+"""Pieces shared by the on-policy policy-gradient agents (PPO, GRPO, GiGPO).
+
+* a categorical policy network and a value network (variance-scaling init, never orthogonal:
+  DESIGN.md, pitfalls), categorical log-probability / entropy / sampling;
+* the clipped-ratio surrogate (PPO-clip, ``algorithms.md`` 5.1/5.4) and the k3 KL estimator;
+* masked means, group statistics (mean, unbiased std, the singleton rule of 5.3);
+* generalized advantage estimation with termination and truncation kept apart (5.4, sec. 0);
+* minibatch epochs over a flat batch;
+* the optimizer: global-norm clipping then Adam, learning rate and clip norm as traced values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlx.core.networks import MLP, activation, default_kernel_init
+
+EPS_STD = 1e-6  # normaliser (std + eps) as in verl-agent (algorithms.md 5.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks and the categorical distribution
+# ---------------------------------------------------------------------------------------------
+class CategoricalPolicy(nn.Module):
+    """Logits of a categorical policy: an MLP whose last layer starts near zero (so the first
+    policy is close to uniform, like PureJaxRL's 0.01-gain head)."""
+
+    hidden_sizes: Sequence[int]
+    num_actions: int
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = obs.reshape(obs.shape[:-1] + (-1,)).astype(jnp.float32)
+        for width in self.hidden_sizes:
+            x = activation(self.activation)(nn.Dense(width, kernel_init=default_kernel_init)(x))
+        head_init = nn.initializers.variance_scaling(1e-4, "fan_in", "uniform")
+        return nn.Dense(self.num_actions, kernel_init=head_init)(x)
+
+
+class ValueNetwork(nn.Module):
+    hidden_sizes: Sequence[int]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = obs.reshape(obs.shape[:-1] + (-1,)).astype(jnp.float32)
+        return MLP(tuple(self.hidden_sizes), 1, self.activation, default_kernel_init)(x)[..., 0]
+
+
+def log_prob(logits: jax.Array, action: jax.Array) -> jax.Array:
+    """log pi(a|s) of integer actions under categorical ``logits`` (last axis)."""
+    logp = jax.nn.log_softmax(logits)
+    return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def entropy(logits: jax.Array) -> jax.Array:
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def sample(key: jax.Array, logits: jax.Array) -> jax.Array:
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def greedy(logits: jax.Array) -> jax.Array:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+def clipped_objective(ratio: jax.Array, advantage: jax.Array, clip_eps) -> jax.Array:
+    """min(rho A, clip(rho, 1 - e, 1 + e) A) per sample (to be maximised; 5.1 / 5.4)."""
+    return jnp.minimum(ratio * advantage, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantage)
+
+
+def kl_k3(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
+    """Low-variance k3 estimate of KL(pi || pi_ref) from a sample of pi:
+    pi_ref/pi - log(pi_ref/pi) - 1 >= 0 (5.1)."""
+    log_ratio = ref_logp - logp
+    return jnp.exp(log_ratio) - log_ratio - 1.0
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    if mask is None:
+        return jnp.mean(x)
+    mask = mask.astype(x.dtype)
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Group statistics
+# ---------------------------------------------------------------------------------------------
+def weighted_group_stats(values: jax.Array, weights: jax.Array, axis: int = -1):
+    """Weighted mean and unbiased std along ``axis`` with integer-like weights (counts):
+    mean = sum w x / sum w, std = sqrt(sum w (x - mean)^2 / (sum w - 1)).
+    Returns (mean, std, count) with ``axis`` kept (size 1). std is 0 for a count <= 1."""
+    weights = weights.astype(values.dtype)
+    count = jnp.sum(weights, axis=axis, keepdims=True)
+    mean = jnp.sum(weights * values, axis=axis, keepdims=True) / jnp.maximum(count, 1.0)
+    ss = jnp.sum(weights * (values - mean) ** 2, axis=axis, keepdims=True)
+    std = jnp.sqrt(ss / jnp.maximum(count - 1.0, 1.0))
+    return mean, std, count
+
+
+# ---------------------------------------------------------------------------------------------
+# GAE (PPO)
+# ---------------------------------------------------------------------------------------------
+def gae(rewards, values, next_values, terminated, done, gamma, lam):
+    """Generalized advantage estimation over a time-major batch (T, ...).
+
+    delta_t = r_t + gamma V(s'_t) (1 - term_t) - V(s_t), with s'_t the true successor (the last
+    observation of a truncated episode, not the reset one), and
+    A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}, done = terminated | truncated: a
+    truncation cuts the recursion at the episode boundary but still bootstraps (5.4, sec. 0).
+    Returns (advantages, value targets A + V).
+    """
+    terminated = terminated.astype(jnp.float32)
+    done = done.astype(jnp.float32)
+    deltas = rewards + gamma * next_values * (1.0 - terminated) - values
+
+    def back(next_adv, inputs):
+        delta, d = inputs
+        adv = delta + gamma * lam * (1.0 - d) * next_adv
+        return adv, adv
+
+    _, adv = jax.lax.scan(back, jnp.zeros_like(deltas[0]), (deltas, done), reverse=True)
+    return adv, adv + values
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimisation
+# ---------------------------------------------------------------------------------------------
+def make_optimizer(learning_rate, max_grad_norm):
+    """Global-norm clipping, then Adam (eps 1e-5, PureJaxRL); both numbers stay traced
+    (``inject_hyperparams``) so a sweep over them compiles once and the rate can be annealed."""
+
+    def build(learning_rate, max_grad_norm):
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+
+    return optax.inject_hyperparams(build)(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
+
+
+def set_learning_rate(opt_state, learning_rate):
+    hyper = dict(opt_state.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    return opt_state._replace(hyperparams=hyper)
+
+
+def minibatch_epochs(
+    key: jax.Array,
+    carry,
+    batch,
+    num_epochs: int,
+    num_minibatches: int,
+    step: Callable,
+):
+    """Run ``step(carry, minibatch) -> (carry, metrics)`` over ``num_epochs`` shuffled passes of
+    ``batch`` (a pytree whose leaves share the leading axis), cut into ``num_minibatches``.
+    Returns (carry, metrics averaged over all minibatches)."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if size % num_minibatches:
+        raise ValueError(f"batch of {size} rows does not split into {num_minibatches} minibatches")
+
+    def epoch(carry, key):
+        perm = jax.random.permutation(key, size)
+        shuffled = jax.tree.map(
+            lambda x: x[perm].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch
+        )
+        return jax.lax.scan(step, carry, shuffled)
+
+    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+    return carry, jax.tree.map(jnp.mean, metrics)

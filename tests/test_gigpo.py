@@ -1,0 +1,197 @@
+"""GRPO / GiGPO: the hand-worked values of algorithms.md 5.5, anchor grouping against a
+plain-Python reference (hypothesis), omega = 0 equals GRPO, and learning on our own envs."""
+
+import time
+from collections import defaultdict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlx import envs
+from rlx.agents import gigpo, grpo
+from rlx.run import make_train
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def _config(**kw):
+    return gigpo.GiGPOConfig(**kw)
+
+
+# ---------------------------------------------------------------- known values (5.5)
+
+
+def test_grpo_episode_advantages_known_values():
+    r = jnp.array([[1.0, 0.0, 1.0, 0.0]])
+    ones = jnp.ones_like(r)
+    std_norm = gigpo.episode_advantages(r, ones, "per_trajectory", True)
+    np.testing.assert_allclose(std_norm, [[0.866024, -0.866024, 0.866024, -0.866024]], atol=2e-6)
+    np.testing.assert_allclose(gigpo.episode_advantages(r, ones, "per_trajectory", False), [[0.5, -0.5, 0.5, -0.5]])
+    same = gigpo.episode_advantages(jnp.ones((1, 4)), ones, "per_trajectory", True)
+    np.testing.assert_array_equal(same, 0.0)  # all-equal group: 0, not NaN
+    single = gigpo.episode_advantages(jnp.array([[0.7]]), jnp.ones((1, 1)), "per_trajectory", True)
+    np.testing.assert_allclose(single, [[0.7]], rtol=1e-5)  # group of one: mean 0, std 1
+
+
+def test_episode_statistics_per_trajectory_vs_per_step_row():
+    r, lengths = jnp.array([[1.0, 0.0]]), jnp.array([[3, 1]])
+    np.testing.assert_allclose(gigpo.episode_advantages(r, lengths, "per_trajectory", False), [[0.5, -0.5]])
+    np.testing.assert_allclose(gigpo.episode_advantages(r, lengths, "per_step_row", False), [[0.25, -0.75]])
+
+
+def _two_trajectories():
+    """traj1 rewards (0, 0, 1), traj2 (0, 0, 0); only t = 0 is a shared state."""
+    obs = jnp.array([[[0.0], [1.0], [2.0]], [[0.0], [3.0], [4.0]]])[None]  # (1, 2, 3, 1)
+    rewards = jnp.array([[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
+    return obs, rewards, jnp.ones_like(rewards, bool)
+
+
+def test_step_level_known_values():
+    obs, rewards, valid = _two_trajectories()
+    returns = gigpo.discounted_returns(rewards, valid, 0.95)
+    np.testing.assert_allclose(returns[0, 0], [0.9025, 0.95, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(returns[0, 1], 0.0)
+    for normalize, value in ((False, 0.45125), (True, 0.707107)):
+        adv, size, _ = gigpo.step_advantages(obs[0].reshape(6, 1), returns[0].reshape(6), valid[0].reshape(6), normalize)
+        np.testing.assert_allclose(adv, [value, 0, 0, -value, 0, 0], atol=2e-6)
+        np.testing.assert_array_equal(size, [2, 1, 1, 2, 1, 1])
+
+
+def test_combined_advantage_and_omega_zero_equals_grpo():
+    obs, rewards, valid = _two_trajectories()
+    adv, info = gigpo.advantages(_config(), obs, rewards, valid)
+    np.testing.assert_allclose(adv[0, 0], [0.95125, 0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(adv[0, 1], [-0.95125, -0.5, -0.5], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.integers(0, 3, (3, 4, 6, 2)), jnp.float32)
+    rewards = jnp.asarray(rng.random((3, 4, 6)), jnp.float32)
+    valid = jnp.asarray(np.arange(6)[None, None] < rng.integers(1, 7, (3, 4, 1)))
+    for normalize in (False, True):
+        zero = gigpo.advantages(_config(step_weight=0.0, normalize_std=normalize), obs, rewards, valid)[0]
+        plain = gigpo.advantages(grpo.GRPOConfig(normalize_std=normalize), obs, rewards, valid)[0]
+        np.testing.assert_array_equal(np.asarray(zero), np.asarray(plain))
+        full = gigpo.advantages(_config(normalize_std=normalize), obs, rewards, valid)[0]
+        assert not np.array_equal(np.asarray(full), np.asarray(plain))
+
+
+# ---------------------------------------------------------------- anchor grouping vs reference
+
+G, N, T, D = 2, 3, 5, 2
+
+
+def reference_step_advantages(obs, returns, valid, normalize):
+    """Plain Python: group valid rows by (episode group, observation tuple)."""
+    out = np.zeros(returns.shape)
+    for g in range(obs.shape[0]):
+        groups = defaultdict(list)
+        for i in range(obs.shape[1]):
+            for t in range(obs.shape[2]):
+                if valid[g, i, t]:
+                    groups[tuple(obs[g, i, t].tolist())].append((i, t))
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            vals = np.array([returns[g, i, t] for i, t in members], np.float64)
+            mean, std = vals.mean(), vals.std(ddof=1)
+            for (i, t), v in zip(members, vals, strict=True):
+                out[g, i, t] = (v - mean) / (std + 1e-6) if normalize else v - mean
+    return out
+
+
+@pytest.fixture(scope="module")
+def step_fn():
+    def fn(obs, returns, valid, normalize):
+        flat = lambda x: x.reshape((G, N * T) + x.shape[3:])  # noqa: E731
+        adv, _, _ = jax.vmap(gigpo.step_advantages, in_axes=(0, 0, 0, None))(flat(obs), flat(returns), flat(valid), normalize)
+        return adv.reshape(G, N, T)
+
+    return {n: jax.jit(lambda o, r, v, n=n: fn(o, r, v, n)) for n in (False, True)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    obs=st.lists(st.integers(0, 2), min_size=G * N * T * D, max_size=G * N * T * D),
+    returns=st.lists(st.floats(-2, 2, width=32), min_size=G * N * T, max_size=G * N * T),
+    lengths=st.lists(st.integers(1, T), min_size=G * N, max_size=G * N),
+    normalize=st.booleans(),
+)
+def test_anchor_grouping_matches_python_reference(step_fn, obs, returns, lengths, normalize):
+    # a 3-letter alphabet in 2 dims: many repeats, within and across trajectories, and padding
+    # rows that share observations with valid rows
+    obs = np.asarray(obs, np.float32).reshape(G, N, T, D)
+    returns = np.asarray(returns, np.float32).reshape(G, N, T)
+    valid = np.arange(T)[None, None] < np.asarray(lengths).reshape(G, N, 1)
+    got = np.asarray(step_fn[normalize](obs, returns, valid))
+    want = reference_step_advantages(obs, returns, valid, normalize)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 if not normalize else 2e-3)
+    assert np.all(got[~valid] == 0.0)
+
+
+def test_hash_collisions_never_merge_different_states():
+    rng = np.random.default_rng(1)
+    bits = gigpo.observation_bits(jnp.asarray(rng.integers(0, 3, (40, 2)), jnp.float32))
+    valid = jnp.asarray(rng.random(40) < 0.8)
+    every_row_collides = lambda b: (jnp.zeros(b.shape[0], jnp.uint32),) * 2  # noqa: E731
+    segment, collisions = gigpo.anchor_segments(bits, valid, every_row_collides)
+    segment, bits, valid = np.asarray(segment), np.asarray(bits), np.asarray(valid)
+    assert int(collisions) > 0
+    for s in np.unique(segment):
+        rows = np.flatnonzero(segment == s)
+        assert len({bits[r].tobytes() for r in rows}) == 1, "a segment mixed different states"
+        assert valid[rows].all() or len(rows) == 1, "padding joined a group"
+    # with the real hashes identical valid states always share one segment
+    segment, collisions = gigpo.anchor_segments(jnp.asarray(bits), jnp.asarray(valid))
+    segment = np.asarray(segment)
+    assert int(collisions) == 0
+    for key in {bits[r].tobytes() for r in np.flatnonzero(valid)}:
+        rows = [r for r in np.flatnonzero(valid) if bits[r].tobytes() == key]
+        assert len(set(segment[rows])) == 1
+    np.testing.assert_array_equal(gigpo.observation_bits(jnp.array([-0.0])), gigpo.observation_bits(jnp.array([0.0])))
+
+
+# ---------------------------------------------------------------- learning
+
+LEARN = dict(num_envs=8, hidden_sizes=(32, 32), eval_episodes=64)
+
+
+def _learn(name, env_kwargs, steps, max_steps, agent=gigpo, seed=0):
+    env, params = envs.make(name, max_steps_in_episode=max_steps, **env_kwargs)
+    config = agent.Config(total_steps=steps, eval_every=steps // 6, max_episode_steps=max_steps, **LEARN)
+    start = time.time()
+    out = jax.jit(make_train(agent, config, env, params))(jax.random.PRNGKey(seed))
+    curve = np.asarray(out.metrics["eval/return_mean"])
+    return curve, np.asarray(out.metrics["train/success_rate"]), time.time() - start
+
+
+def test_gigpo_learns_keydoor():
+    curve, train_success, seconds = _learn("rlx/KeyDoor-v0", dict(height=2, room_width=2), 150_000, 30)
+    assert train_success[0] < 0.3, train_success
+    assert curve[-2:].mean() >= 0.8, f"eval success {curve.round(2)} train {train_success.round(2)}"
+    assert seconds < 60
+
+
+def test_gigpo_learns_household():
+    kwargs = dict(num_rooms=1, receptacles_per_room=3, num_objects=1)
+    curve, train_success, seconds = _learn("rlx/Household-v0", kwargs, 300_000, 20)
+    assert train_success[0] < 0.2, train_success
+    assert curve[-2:].mean() >= 0.35 and train_success[-1] >= 0.5, (
+        f"eval success {curve.round(2)} train {train_success.round(2)}"
+    )
+    assert seconds < 60
+
+
+def test_gigpo_runs_on_gymnax_fourrooms():
+    """gymnax envs come through the same interface (no invalid-action flag there): a smoke test."""
+    env, params = envs.make("gymnax/FourRooms-misc")
+    config = gigpo.GiGPOConfig(
+        total_steps=2 * 4 * 4 * 40, eval_every=4 * 4 * 40, num_envs=4, group_size=4, max_episode_steps=40,
+        hidden_sizes=(16,), eval_episodes=2, update_epochs=1, num_minibatches=2,
+    )
+    out = jax.jit(make_train(gigpo, config, env, params))(jax.random.PRNGKey(0))
+    metrics = jax.device_get(out.metrics)
+    assert metrics["step"].tolist() == [640, 1280]
+    assert np.isfinite(metrics["loss/policy"]).all() and metrics["anchor/grouped_fraction"].min() > 0
