@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 from rlx import envs
 from rlx.agents import dsac_t, sac
+from rlx.run import logging as runlog
 from rlx.run import make_train, seed_keys
 from rlx.run.train import evaluate_episodes
 
@@ -157,19 +156,15 @@ def main():
     num_seeds = 2 if args.quick else args.seeds
     env, params = envs.make(args.env, **env_kwargs(args.env_kwarg))
     results = [run_agent(name, args, env, params, num_seeds) for name in AGENTS]
-    device = jax.devices()[0]
     machine = {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **runlog.machine_info(),
         "jax": jax.__version__,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     header = (
         f"# DSAC-T vs SAC on {args.env}{' (QUICK smoke run, not a result)' if args.quick else ''}\n\n"
         f"{machine['device_kind']} ({machine['platform']}, {machine['cpu_count']} CPUs), jax {machine['jax']}, "
-        f"{machine['date']}. {num_seeds} seeds vmapped per agent, seeds {args.seed}..; "
+        f"{machine['date']}, load average at start {machine.get('load_average_at_start')}. {num_seeds} seeds vmapped per agent, seeds {args.seed}..; "
         f"{results[0]['steps'][-1]:,} env steps each; threshold {args.threshold}.\n\n"
     )
     rows = [

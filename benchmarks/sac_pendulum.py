@@ -382,20 +382,6 @@ def summarize_peer(res: dict, s: Settings) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-def machine_info() -> dict:
-    info = runlog.device_info()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
 def fmt(x, spec=",.0f", none="—"):
     return none if x is None else format(x, spec)
 
@@ -605,7 +591,7 @@ def main(argv=None) -> dict:
         "quick": args.quick,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine_info(),
+        "machine": runlog.machine_info(),
         "versions": runlog.versions(),
         "settings": dataclasses.asdict(s),
         "targets": TARGETS,

@@ -93,20 +93,6 @@ def measure(s: Settings, env, env_params, hidden: tuple[int, ...], num_seeds: in
     }
 
 
-def machine_info() -> dict:
-    info = runlog.device_info()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
 def add_ratios(rows: list[dict]) -> None:
     """Wall time relative to one seed of the same network, and whether the goal is met."""
     one = {tuple(r["hidden_sizes"]): r["run_seconds_median"] for r in rows if r["num_seeds"] == 1}
@@ -182,7 +168,7 @@ def main(argv=None) -> dict:
         "quick": args.quick,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine_info(),
+        "machine": runlog.machine_info(),
         "versions": runlog.versions(),
         "settings": dataclasses.asdict(s),
         "rows": [],

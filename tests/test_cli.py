@@ -25,7 +25,7 @@ def test_help_lists_every_config_field():
     )
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())  # undo argparse's line wrapping
-    for name, default, _, _, _ in sac.SACConfig.field_help():
+    for name, _default, _, _, _ in sac.SACConfig.field_help():
         assert "--" + name.replace("_", "-") in text, name
     assert "critic learning rate (Adam) (default: 0.0003" in text
     assert "--preset" not in text or "paper" in text

@@ -86,10 +86,10 @@ def test_delayed_actor_temperature_and_target_updates():
     obs = jax.random.normal(jax.random.PRNGKey(0), (16, 3))
     learner = dsac_t.init_learner(config, obs, 1, jax.random.PRNGKey(1))
     batch = Transition(obs, jnp.zeros((16, 1)), jnp.ones(16), obs + 0.1, jnp.zeros(16), jnp.zeros(16))
-    step_fn = jax.jit(lambda l, k, s: dsac_t.gradient_step(config, 1, l, batch, k, s))
+    step_fn = jax.jit(lambda learner, k, s: dsac_t.gradient_step(config, 1, learner, batch, k, s))
 
     def changed(a, b):
-        return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+        return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
     state = learner
     for step in range(4):

@@ -1,6 +1,5 @@
 """Notebooks run top to bottom (tiny settings via RLX_NOTEBOOK_QUICK=1)."""
 
-import os
 from pathlib import Path
 
 import nbformat

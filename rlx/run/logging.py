@@ -62,6 +62,21 @@ def device_info() -> dict[str, Any]:
     }
 
 
+def machine_info() -> dict[str, Any]:
+    """:func:`device_info` plus the CPU model and the load average, for benchmark reports."""
+    info = device_info()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
@@ -94,7 +109,7 @@ def eval_records(metrics: dict[str, np.ndarray], start: int, stop: int, wall_tim
     """
     num_seeds = metrics["step"].shape[0]
     records = []
-    for e, wall in zip(range(start, stop), wall_times):
+    for e, wall in zip(range(start, stop), wall_times, strict=False):
         rec: dict[str, Any] = {"step": int(metrics["step"][0, e]), "wall_time": round(float(wall), 3)}
         means = metrics["eval/return_mean"][:, e]
         rec["eval/return_mean"] = _clean(np.mean(means))
