@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import statistics
@@ -587,13 +586,7 @@ def main(argv=None) -> dict:
     jax.config.update("jax_enable_compilation_cache", False)
     env, env_params = rlx.envs.make(s.env)
     result = {
-        "benchmark": "sac_pendulum",
-        "quick": args.quick,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
-        "machine": runlog.machine_info(),
-        "versions": runlog.versions(),
-        "settings": dataclasses.asdict(s),
+        **runlog.benchmark_header("sac_pendulum", args.quick, argv, dataclasses.asdict(s)),
         "targets": TARGETS,
     }
     if "loop" in parts:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
 import statistics
@@ -164,13 +163,7 @@ def main(argv=None) -> dict:
     jax.config.update("jax_enable_compilation_cache", False)  # compile times are real compiles
     env, env_params = rlx.envs.make(s.env)
     result = {
-        "benchmark": "seeds_scaling",
-        "quick": args.quick,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
-        "machine": runlog.machine_info(),
-        "versions": runlog.versions(),
-        "settings": dataclasses.asdict(s),
+        **runlog.benchmark_header("seeds_scaling", args.quick, argv, dataclasses.asdict(s)),
         "rows": [],
     }
     for hidden in s.hidden:

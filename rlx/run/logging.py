@@ -77,6 +77,21 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def benchmark_header(name: str, quick: bool, argv: list[str] | None, settings: dict) -> dict[str, Any]:
+    """The fields every benchmark result starts with: what ran, when, where, with what."""
+    import datetime
+
+    return {
+        "benchmark": name,
+        "quick": quick,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine_info(),
+        "versions": versions(),
+        "settings": settings,
+    }
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
