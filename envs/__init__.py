@@ -10,7 +10,14 @@ truncation but not through a termination.
 """
 
 from .brax_adapter import BraxAdapter, BraxParams, BraxState
-from .registry import UnknownEnvironmentError, make, register, registered_names
+from .contract import EnvContractError, check_env_contract
+from .registry import (
+    UnknownEnvironmentError,
+    import_env_module,
+    make,
+    register,
+    registered_names,
+)
 from .spaces import Box, Discrete, action_dim, episode_limit, is_continuous, obs_shape
 from .wrappers import (
     EpisodeStatistics,
@@ -29,6 +36,7 @@ __all__ = [
     "BraxParams",
     "BraxState",
     "Discrete",
+    "EnvContractError",
     "EpisodeStatistics",
     "EpisodeStatisticsState",
     "NormalizeObservation",
@@ -38,7 +46,9 @@ __all__ = [
     "VecEnv",
     "Wrapper",
     "action_dim",
+    "check_env_contract",
     "episode_limit",
+    "import_env_module",
     "is_continuous",
     "make",
     "make_vec_env",
@@ -50,6 +60,16 @@ __all__ = [
 # Our own environments (rlx/...), registered at import.
 from .household import make_household  # noqa: E402
 from .keydoor import make_keydoor  # noqa: E402
+from .maze import make_point_maze  # noqa: E402
+from .tabular import make_linear_mixture_mdp, make_tabular_mdp  # noqa: E402
 
 register("rlx/KeyDoor-v0", make_keydoor, overwrite=True)
 register("rlx/Household-v0", make_household, overwrite=True)
+
+from .probes import PROBES, make_probe  # noqa: E402
+
+for _probe in PROBES:  # rlx/ProbeOneStep-v0, rlx/ProbeTwoStep-v0, rlx/ProbeTruncation-v0
+    register(_probe, lambda _name=_probe, **kw: make_probe(_name, **kw), overwrite=True)
+register("rlx/PointMaze-v0", make_point_maze, overwrite=True)
+register("rlx/TabularMDP-v0", make_tabular_mdp, overwrite=True)
+register("rlx/LinearMixtureMDP-v0", make_linear_mixture_mdp, overwrite=True)

@@ -67,7 +67,9 @@ class HouseholdParams(environment.EnvParams):
 
 
 class Household(environment.Environment[HouseholdState, HouseholdParams]):
-    def __init__(self, num_rooms: int = 2, receptacles_per_room: int = 3, num_objects: int = 3):
+    def __init__(
+        self, num_rooms: int = 2, receptacles_per_room: int = 3, num_objects: int = 3, show_admissible: bool = True
+    ):
         super().__init__()
         if num_rooms < 1 or receptacles_per_room < 1 or num_objects < 1 or num_rooms * receptacles_per_room < 2:
             raise ValueError(
@@ -78,6 +80,7 @@ class Household(environment.Environment[HouseholdState, HouseholdParams]):
         self.receptacles_per_room = int(receptacles_per_room)
         self.num_receptacles = self.num_rooms * self.receptacles_per_room
         self.num_objects = int(num_objects)
+        self.show_admissible = bool(show_admissible)
         self.receptacle_room = jnp.arange(self.num_receptacles) // self.receptacles_per_room
 
     # ---- action layout -------------------------------------------------------------------
@@ -121,7 +124,8 @@ class Household(environment.Environment[HouseholdState, HouseholdParams]):
 
     def _obs_size(self) -> int:
         nr, r, o = self.num_rooms, self.num_receptacles, self.num_objects
-        return nr + (r + 1) + (o + 1) + 4 * r + o * (r + 2) + o + o + r + 1
+        size = nr + (r + 1) + (o + 1) + 4 * r + o * (r + 2) + o + o + r + 1
+        return size + (self.num_actions if self.show_admissible else 0)
 
     # ---- generation ----------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params: HouseholdParams):
@@ -157,31 +161,39 @@ class Household(environment.Environment[HouseholdState, HouseholdParams]):
         return self.get_obs(state), state
 
     # ---- dynamics ------------------------------------------------------------------------
-    def step_env(self, key: jax.Array, state: HouseholdState, action, params: HouseholdParams):
-        del key
+    def admissible(self, state: HouseholdState) -> jax.Array:
+        """(num_actions,) bool: the actions whose precondition holds in ``state`` (ALFWorld's
+        "admissible commands"). It reveals nothing unseen: taking needs an open receptacle, where
+        the objects are visible."""
         r, o = self.num_receptacles, self.num_objects
-        a = jnp.asarray(action, jnp.int32)
         at_receptacle = state.at < r
         at = jnp.clip(state.at, 0, r - 1)
         here_open = at_receptacle & state.is_open[at]
         hands_free = state.holding == o
+        go_room = jnp.arange(self.num_rooms) != state.room
+        go_receptacle = (self.receptacle_room == state.room) & (jnp.arange(r) != state.at)
+        take = hands_free & here_open & (state.location == state.at)
+        put = ~hands_free & here_open
+        open_ = at_receptacle & state.openable[at] & ~state.is_open[at]
+        clean = ~hands_free & (state.at == state.sink)
+        return jnp.concatenate([go_room, go_receptacle, take, jnp.stack([put, open_, clean])])
 
-        is_goto_room = a < self.first_goto_receptacle
-        go_room_ok = is_goto_room & (a != state.room)
-
-        is_goto_rec = (a >= self.first_goto_receptacle) & (a < self.first_take)
+    def step_env(self, key: jax.Array, state: HouseholdState, action, params: HouseholdParams):
+        del key
+        r, o = self.num_receptacles, self.num_objects
+        a = jnp.asarray(action, jnp.int32)
+        in_range = (a >= 0) & (a < self.num_actions)
+        valid = in_range & self.admissible(state)[jnp.clip(a, 0, self.num_actions - 1)]
+        go_room_ok = valid & (a < self.first_goto_receptacle)
+        go_rec_ok = valid & (a >= self.first_goto_receptacle) & (a < self.first_take)
         target = jnp.clip(a - self.first_goto_receptacle, 0, r - 1)
-        go_rec_ok = is_goto_rec & (self.receptacle_room[target] == state.room) & (state.at != target)
-
-        is_take = (a >= self.first_take) & (a < self.put_action)
+        take_ok = valid & (a >= self.first_take) & (a < self.put_action)
         obj = jnp.clip(a - self.first_take, 0, o - 1)
-        take_ok = is_take & hands_free & here_open & (state.location[obj] == state.at)
+        put_ok = valid & (a == self.put_action)
+        open_ok = valid & (a == self.open_action)
+        clean_ok = valid & (a == self.clean_action)
+        at = jnp.clip(state.at, 0, r - 1)
 
-        put_ok = (a == self.put_action) & ~hands_free & here_open
-        open_ok = (a == self.open_action) & at_receptacle & state.openable[at] & ~state.is_open[at]
-        clean_ok = (a == self.clean_action) & ~hands_free & (state.at == state.sink)
-
-        valid = go_room_ok | go_rec_ok | take_ok | put_ok | open_ok | clean_ok
         held = jnp.clip(state.holding, 0, o - 1)
         room = jnp.where(go_room_ok, a, state.room)
         new_at = jnp.where(go_room_ok, r, jnp.where(go_rec_ok, target, state.at))
@@ -226,6 +238,8 @@ class Household(environment.Environment[HouseholdState, HouseholdParams]):
             jax.nn.one_hot(state.goal_receptacle, r),
             state.goal_clean[None],
         ]
+        if self.show_admissible:
+            parts.append(self.admissible(state))
         return jnp.concatenate([jnp.asarray(p, jnp.float32).reshape(-1) for p in parts])
 
     # ---- text ----------------------------------------------------------------------------
@@ -270,15 +284,25 @@ class Household(environment.Environment[HouseholdState, HouseholdParams]):
         return " ".join(lines)
 
 
-def make_household(num_rooms: int = 2, receptacles_per_room: int = 3, num_objects: int = 3, **param_overrides: Any):
-    """(env, params); keyword arguments other than the layout override ``HouseholdParams``."""
-    env = Household(num_rooms=num_rooms, receptacles_per_room=receptacles_per_room, num_objects=num_objects)
+def make_household(
+    num_rooms: int = 2,
+    receptacles_per_room: int = 3,
+    num_objects: int = 3,
+    show_admissible: bool = True,
+    **param_overrides: Any,
+):
+    """(env, params); keyword arguments other than the layout (and ``show_admissible``) override
+    ``HouseholdParams``."""
+    env = Household(
+        num_rooms=num_rooms, receptacles_per_room=receptacles_per_room, num_objects=num_objects,
+        show_admissible=show_admissible,
+    )
     params = env.default_params
     fields = {"max_steps_in_episode", "invalid_penalty", "closed_probability", "clean_task_probability"}
     unknown = sorted(set(param_overrides) - fields)
     if unknown:
         raise ValueError(
             f"rlx/Household-v0 has no parameter {unknown[0]!r}; valid: num_rooms, receptacles_per_room, "
-            f"num_objects, {', '.join(sorted(fields))}"
+            f"num_objects, show_admissible, {', '.join(sorted(fields))}"
         )
     return env, params.replace(**param_overrides)

@@ -5,17 +5,42 @@ Two sources of names:
   registers is reachable without copying its list; brax is imported only when a brax name
   is asked for or the full list is needed;
 - explicit registrations (`register`), which take precedence over a suite's own name.
+
+A user's own environments come in the same way: a module that calls `register` when imported,
+named on the command line (`--env-module my_pkg.envs` or `--env-module path/to/envs.py`, see
+`import_env_module`), or an installed package that declares an entry point in the group
+`rlx.envs` (discovered the first time a name is not found or the full list is asked for)::
+
+    [project.entry-points."rlx.envs"]
+    "mysuite/MyEnv-v0" = "my_pkg.envs:make_my_env"   # a make_fn, registered under that name
+    mysuite = "my_pkg.envs"                          # a module that registers its envs itself
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from . import brax_adapter, gymnax_adapter
 
-__all__ = ["UnknownEnvironmentError", "make", "register", "registered_names"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "UnknownEnvironmentError",
+    "import_env_module",
+    "is_env_module_file",
+    "make",
+    "register",
+    "registered_names",
+]
+
+ENTRY_POINT_GROUP = "rlx.envs"
 
 MakeFn = Callable[..., tuple[Any, Any]]
 
@@ -53,8 +78,77 @@ def _suite_names(suite: str) -> list[str]:
     return [f"{suite}/{env_id}" for env_id in _SUITES[suite].list_names()]
 
 
+def is_env_module_file(name: str) -> bool:
+    """True when an --env-module value names a Python file rather than a module."""
+    return name.strip().endswith(".py") or Path(name.strip()).is_file()
+
+
+def import_env_module(name: str):
+    """Import the module that registers a user's environments; returns the module.
+
+    `name` is a module path (`my_pkg.envs`, importable from the current directory or the
+    installed packages) or a Python file (`path/to/envs.py`). A file is imported once per
+    process however often it is named (and not at all when it is already imported, or running
+    as the main script), so its `register` calls do not collide with themselves.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"--env-module expects a module name (my_pkg.envs) or a .py file, got {name!r}")
+    name = name.strip()
+    if is_env_module_file(name):
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"--env-module {name}: no such file")
+        for module in list(sys.modules.values()):  # already imported (or run as the main script)
+            file = getattr(module, "__file__", None)
+            if isinstance(file, str) and Path(file).resolve() == path:
+                return module
+        module_name = f"rlx_env_module_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+        return module
+    if "." not in sys.path and "" not in sys.path:
+        sys.path.insert(0, "")  # `rlx` run as a console script does not see the current directory
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and (name == err.name or name.startswith(err.name + ".")):
+            raise ValueError(
+                f"--env-module {name}: no module named {err.name!r} (give a module importable from the "
+                f"current directory or the installed packages, or a path to a .py file)"
+            ) from err
+        raise
+
+
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    """Register the environments that installed packages declare in the `rlx.envs` group (once)."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = entry.load()
+        except Exception as err:
+            raise ImportError(
+                f"the {ENTRY_POINT_GROUP!r} entry point {entry.name} = {entry.value!r} cannot be loaded "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        if callable(target) and "/" in entry.name and entry.name not in _REGISTERED:
+            register(entry.name, target)
+
+
 def registered_names() -> list[str]:
     """Every name `make` accepts, sorted (brax names only when brax is installed)."""
+    _load_entry_points()
     names = set(_REGISTERED)
     for suite in _SUITES:
         names.update(_suite_names(suite))
@@ -103,6 +197,11 @@ def _unknown_message(name: str) -> str:
         lines.append(f"  {suite}: {', '.join(ids)}")
     if not brax_adapter.brax_env_names():
         lines.append('  brax: (not installed; pip install "rlx[brax]")')
+    if _split(name)[0] not in by_suite:
+        lines.append(
+            "Your own environment: import the module that registers it first "
+            "(`--env-module my_pkg.envs` or `--env-module path/to/envs.py` on the command line)."
+        )
     return "\n".join(lines)
 
 
@@ -123,4 +222,7 @@ def make(name: str, **kwargs) -> tuple[Any, Any]:
         list_names = _brax_names_or_raise if suite == "brax" else _SUITES[suite].list_names
         if env_id in list_names():
             return _SUITES[suite].make_one(env_id, **kwargs)
+    _load_entry_points()  # only for a name nothing else provides: installed packages' envs
+    if name in _REGISTERED:
+        return _REGISTERED[name](**kwargs)
     raise UnknownEnvironmentError(_unknown_message(name))

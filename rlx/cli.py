@@ -4,6 +4,8 @@
     rlx train sac --help          # every config field, its default, range and meaning
     rlx train sac --resume runs/x # continue a stopped run from its latest checkpoint
     rlx eval runs/x --episodes 100  # return of a saved run's deterministic policy
+    rlx eval runs/x --video x.gif   # ... and one episode of it filmed (.gif, .mp4, .html)
+    rlx train sac --env-module my_pkg.envs --env mysuite/MyEnv-v0   # a user's own env
     rlx sweep sac --set critic_lr=1e-4,3e-4 --set tau=0.005,0.01 --num-seeds 4 --out runs/s
     rlx envs                      # registered environment names
     python -m rlx ...             # the same
@@ -54,6 +56,7 @@ def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
         "--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
         help="environment option, e.g. max_steps_in_episode=100 or backend=generalized (repeatable)",
     )
+    _add_env_module_flag(run)
     run.add_argument("--seed", action=_Given, type=int, default=0, help="base seed (default: %(default)s)")
     run.add_argument("--num-seeds", action=_Given, type=int, default=1, help="seeds trained at once with jax.vmap (default: %(default)s)")
     run.add_argument("--out", default=None, help="run folder (default: runs/<algo>-<env>-<time>)")
@@ -65,6 +68,17 @@ def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
     )
     run.add_argument("--devices", type=int, default=None, help="spread the runs (seeds, sweep points) over at most this many devices (default: all visible)")
     run.add_argument("--distributed", action="store_true", help="one process per host: call jax.distributed.initialize() first (see README)")
+    if getattr(agent, "DATA_PARALLEL", False):
+        run.add_argument(
+            "--data-parallel", action="store_true",
+            help="train one agent on all visible devices (at most --devices): envs, replay and minibatches "
+            "split over them, gradients averaged; num_envs and batch_size must be multiples of the device count",
+        )
+    from rlx.run.compile_cache import add_arguments as add_compile_cache_flags
+
+    add_compile_cache_flags(run)
+    if hasattr(agent, "add_cli_arguments"):  # agent-specific inputs, e.g. an offline dataset
+        agent.add_cli_arguments(run)
     presets = getattr(agent, "PRESETS", {})
     if presets:
         run.add_argument(
@@ -83,6 +97,22 @@ def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
     return p
 
 
+def _add_env_module_flag(group) -> None:
+    group.add_argument(
+        "--env-module", action="append", default=[], metavar="MODULE",
+        help="import this module (my_pkg.envs) or Python file (path/to/envs.py) first, so the "
+        "environments it registers with rlx.envs.register can be named by --env (repeatable)",
+    )
+
+
+def env_module_refs(args) -> list[str]:
+    """The --env-module values as config.json keeps them (files as absolute paths), so that
+    `rlx eval` and `--resume` import them again."""
+    from rlx.envs.registry import is_env_module_file
+
+    return [str(Path(m).resolve()) if is_env_module_file(m) else m for m in getattr(args, "env_module", None) or []]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlx", description="JAX-native reinforcement learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,10 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = _add_train_parser(algos, algo)
         _add_checkpoint_flags(p)
         _add_sink_flags(p)
+        _add_debug_flags(p)
     from rlx.run.sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
     _add_eval_parser(sub)
+    from rlx.run.report import add_parser as add_report_parser
+
+    add_report_parser(sub)
+    from rlx.run.dataset_cli import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)
     sub.add_parser("envs", help="list registered environments")
     sub.add_parser("agents", help="list agents")
     return parser
@@ -117,6 +154,20 @@ def _add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
         "--resume", default=None, metavar="RUN_DIR",
         help="continue the stopped run in RUN_DIR from its latest checkpoint; agent, env, seeds and "
         "config come from its config.json, and flags that contradict them are refused",
+    )
+
+
+def _add_debug_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("checks")
+    group.add_argument(
+        "--debug-nans", action="store_true",
+        help="stop at the first NaN or infinite metric (checked between chunks), naming it; "
+        "the latest checkpoint stays the last good state",
+    )
+    group.add_argument(
+        "--dry-run", action="store_true",
+        help="print the training state's memory estimate and the compiled programs' memory "
+        "analysis, then exit without training or writing anything",
     )
 
 
@@ -149,6 +200,14 @@ def _add_eval_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: %(default)s)")
     p.add_argument("--checkpoint", type=int, default=None, metavar="E", help="the checkpoint written after evaluation E (default: the latest)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--video", default=None, metavar="FILE",
+        help="also film one episode of the deterministic policy: .gif, .mp4 (needs imageio-ffmpeg) or "
+        ".html (brax: its 3-D viewer)",
+    )
+    p.add_argument("--video-seed-index", type=int, default=0, metavar="I", help="which of the run's seeds to film (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_env_module_flag(p)
 
 
 def _parse_env_kwargs(items: list[str]) -> dict:
@@ -204,12 +263,29 @@ def train_command(args) -> int:
     if args.num_seeds < 1:
         raise ConfigError(f"--num-seeds must be >= 1, got {args.num_seeds}")
     env_kwargs = _parse_env_kwargs(args.env_kwarg)
+    if hasattr(agent, "from_cli"):  # an agent bound to its inputs (offline: dataset, dynamics)
+        agent = agent.from_cli(args, config)
+    if getattr(args, "data_parallel", False) and args.num_seeds != 1:
+        raise ConfigError(f"--data-parallel trains one agent on all devices; --num-seeds must be 1, got {args.num_seeds}")
+    if getattr(args, "dry_run", False) and getattr(args, "data_parallel", False):
+        raise ConfigError("--dry-run describes runs mode only; leave out --data-parallel")
+    if getattr(args, "dry_run", False):
+        from rlx.run.memory import dry_run
+
+        print(dry_run(agent, config, args.env, env_kwargs=env_kwargs, seed=args.seed, num_seeds=args.num_seeds,
+                      blocks_per_chunk=args.blocks_per_chunk, devices=args.devices).text())
+        return 0
     out = Path(args.out) if args.out else _default_out(args.algo, args.env)
     result = run(
         agent, config, args.env,
         env_kwargs=env_kwargs, seed=args.seed, num_seeds=args.num_seeds, out_dir=out,
         overwrite=args.overwrite, progress=not args.no_progress,
-        blocks_per_chunk=args.blocks_per_chunk, extra_info={"preset": preset}, devices=args.devices,
+        blocks_per_chunk=args.blocks_per_chunk, devices=args.devices, debug_nans=args.debug_nans,
+        data_parallel=getattr(args, "data_parallel", False),
+        extra_info={
+            "preset": preset, "compile_cache": getattr(args, "compile_cache_dir", None),
+            **({"env_modules": env_module_refs(args)} if args.env_module else {}),
+        },
         **_checkpoint_options(args), sinks=_sinks(args, out, args.algo, config, args.env, args.seed, args.num_seeds),
     )
     _print_result(result, out)
@@ -257,7 +333,7 @@ def resume_command(agent, args) -> int:
         )
     result = resume_run(
         spec.run_dir, progress=not args.no_progress, blocks_per_chunk=args.blocks_per_chunk,
-        devices=args.devices, **_checkpoint_options(args),
+        devices=args.devices, debug_nans=args.debug_nans, **_checkpoint_options(args),
         sinks=_sinks(args, spec.run_dir, args.algo, spec.config, spec.env, spec.seed, spec.num_seeds),
     )
     num_evals = result.schedule.num_evals
@@ -281,9 +357,27 @@ def eval_command(args) -> int:
 
     from rlx.run import evaluate_run
 
+    video = None
+    if args.video:  # every refusal (format, package, an env nothing draws) before any work
+        from rlx import envs as rlx_envs
+        from rlx.run.checkpoint import load_run_spec
+        from rlx.run.video import check_video_path
+
+        check_video_path(args.video)  # the extension and its package, before the run is read
+        spec = load_run_spec(args.run_dir)
+        if not 0 <= args.video_seed_index < spec.num_seeds:
+            raise ValueError(f"--video-seed-index {args.video_seed_index}: the run trained {spec.num_seeds} seed(s)")
+        video = check_video_path(args.video, rlx_envs.make(spec.env, **spec.env_kwargs)[0])
     report = evaluate_run(args.run_dir, args.episodes, seed=args.seed, evaluation=args.checkpoint)
+    if video is not None:
+        from rlx.run.video import record_run
+
+        filmed = record_run(
+            args.run_dir, video, seed_index=args.video_seed_index, seed=args.seed,
+            evaluation=args.checkpoint, progress=not args.no_progress,
+        )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), **({"video": str(filmed.path)} if video else {})}, indent=2))
         return 0
     print(
         f"{report.checkpoint}: after evaluation {report.evaluation}, {report.env_steps:,} env steps per seed; "
@@ -298,6 +392,8 @@ def eval_command(args) -> int:
         )
     else:
         print(f"  return {report.return_mean:.1f} +- {report.return_std:.1f}")
+    if video is not None:
+        print(filmed.describe())
     return 0
 
 
@@ -341,6 +437,19 @@ def main(argv: list[str] | None = None) -> int:
     from rlx.run.logging import OutputDirError
 
     try:
+        for module in getattr(args, "env_module", None) or []:  # a user's own environments
+            from rlx.envs import import_env_module
+
+            import_env_module(module)
+        if hasattr(args, "no_compile_cache"):  # before anything is compiled
+            from rlx.run.compile_cache import configure_from_args
+
+            folder = configure_from_args(args)
+            args.compile_cache_dir = None if folder is None else str(folder)
+        if args.command == "report":
+            from rlx.run.report import report_command
+
+            return report_command(args)
         if args.command == "train":
             return train_command(args)
         if args.command == "eval":
@@ -349,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
             from rlx.run.sweep import sweep_command
 
             return sweep_command(args)
+        if args.command == "dataset":
+            from rlx.run.dataset_cli import dataset_command
+
+            return dataset_command(args)
         if args.command == "envs":
             from rlx.envs import registered_names
 
@@ -360,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownEnvironmentError, OutputDirError, ValueError) as err:
         print(f"rlx: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # --debug-nans: rlx.run.nan_guard.NonFiniteMetricError
+        print(f"rlx: error: {err}", file=sys.stderr)
+        return 3
     except TrainingInterrupted as stop:
         print(f"rlx: {stop}", file=sys.stderr)
         return 130

@@ -12,6 +12,9 @@ AGENTS: dict[str, str] = {
     "ppo": "rlx.agents.ppo",
     "grpo": "rlx.agents.grpo",
     "gigpo": "rlx.agents.gigpo",
+    # offline model-based (train from a dataset: `rlx train mopo --dataset PATH`)
+    "mopo": "rlx.agents.mopo",
+    "mobile": "rlx.agents.mobile",
 }
 
 

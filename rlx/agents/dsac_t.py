@@ -41,7 +41,7 @@ from flax import struct
 
 from rlx.agents import sac
 from rlx.agents.sac import check_env, make_policy  # noqa: F401  (agent contract, as SAC's)
-from rlx.core import off_policy
+from rlx.core import off_policy, parallel
 from rlx.core.config import config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
 from rlx.core.networks import MLP, Ensemble
@@ -49,6 +49,7 @@ from rlx.core.off_policy import observation_stats  # noqa: F401  (agent contract
 from rlx.core.types import Transition
 
 NAME = "dsac_t"
+DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients averaged over devices
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def twin_targets(reward, terminated, next_mu, next_sigma, next_log_prob, noise, 
 # ---------------------------------------------------------------------------------------------
 def update_std_average(b, sigma, first, tau_b):
     """b_j <- E_B[sg(sigma_j)] on the first update, else (1 - tau_b) b_j + tau_b E_B[sg(sigma_j)]."""
-    batch_mean = jnp.mean(jax.lax.stop_gradient(sigma), axis=-1)
+    batch_mean = parallel.mean(jnp.mean(jax.lax.stop_gradient(sigma), axis=-1))  # over the global batch
     return jnp.where(first, batch_mean, (1.0 - tau_b) * b + tau_b * batch_mean)
 
 

@@ -76,6 +76,10 @@ class GiGPOConfig(TrainConfig):
     normalize_std: bool = static(
         False, "divide relative advantages by the group std (mean_std_norm) or not (mean_norm)", choices=(False, True)
     )
+    eval_policy: str = static(
+        "sample", "evaluation actions: sampled from the policy, or its most likely action",
+        choices=("sample", "greedy"),
+    )
     loss_aggregation: str = static(
         "step_mean", "loss mean over all valid steps, or per trajectory then over trajectories",
         choices=("step_mean", "trajectory_mean"),
@@ -87,6 +91,9 @@ class GiGPOConfig(TrainConfig):
     clip_eps: float = tunable(0.2, "ratio clip epsilon", low=0.0, low_inclusive=False)
     ent_coef: float = tunable(0.01, "entropy bonus coefficient", low=0.0)
     kl_coef: float = tunable(0.0, "k3 KL coefficient to the reference (initial) policy", low=0.0)
+    invalid_penalty: float = tunable(
+        0.1, "subtracted from a step's reward for the advantages when the env flags info['invalid_action']", low=0.0
+    )
     max_grad_norm: float = tunable(0.5, "global gradient-norm clip", low=0.0, low_inclusive=False)
 
     def _check_consistency(self) -> list[str]:
@@ -351,7 +358,10 @@ def update(config: GiGPOConfig, env, env_params, state: GroupPGState):
     """One iteration: roll out the groups, compute A = A^E + omega A^S, then minibatch epochs."""
     key, k_roll, k_epochs = jax.random.split(state.key, 3)
     traj = rollout(config, env, env_params, state.params, state.num_actions, k_roll)
-    adv, diagnostics = advantages(config, traj["obs"], traj["reward"], traj["valid"])
+    # The penalty shapes the advantages only (verl-agent's invalid-action penalty); the env's
+    # reward, and so the success rate, is left alone.
+    shaped = traj["reward"] - config.invalid_penalty * traj["invalid_action"].astype(jnp.float32)
+    adv, diagnostics = advantages(config, traj["obs"], shaped, traj["valid"])
     valid = traj["valid"].astype(jnp.float32)
     if config.loss_aggregation == "trajectory_mean":
         weight = valid / jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1.0)
@@ -399,12 +409,17 @@ def update(config: GiGPOConfig, env, env_params, state: GroupPGState):
 
 
 def make_policy(config: GiGPOConfig, state: GroupPGState, deterministic: bool = True):
-    """(obs, key) -> action; deterministic evaluation takes the most likely action."""
+    """(obs, key) -> action. The runner's evaluation asks for ``deterministic``; it takes the
+    most likely action only with ``eval_policy="greedy"``. By default evaluation samples, as
+    training does (and as LLM agents are evaluated): on our envs an invalid action is a no-op
+    that leaves the observation unchanged, so a greedy policy whose argmax there is invalid
+    repeats it until the time limit, and greedy success says little about the policy."""
     net = _policy_net(config, state.num_actions)
     params = state.params
+    greedy = deterministic and config.eval_policy == "greedy"
 
     def policy(obs, key):
         logits = net.apply(params, jnp.asarray(obs, jnp.float32))
-        return pg.greedy(logits) if deterministic else pg.sample(key, logits)
+        return pg.greedy(logits) if greedy else pg.sample(key, logits)
 
     return policy

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rlx.core import parallel
 from rlx.core.networks import MLP, activation, default_kernel_init
 
 EPS_STD = 1e-6  # normaliser (std + eps) as in verl-agent (algorithms.md 5.3)
@@ -144,7 +145,8 @@ def make_optimizer(learning_rate, max_grad_norm):
     def build(learning_rate, max_grad_norm):
         return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
 
-    return optax.inject_hyperparams(build)(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
+    optimizer = optax.inject_hyperparams(build)(learning_rate=learning_rate, max_grad_norm=max_grad_norm)
+    return parallel.averaged_gradients(optimizer)  # data-parallel: the devices' mean gradient is clipped
 
 
 def set_learning_rate(opt_state, learning_rate):

@@ -19,9 +19,11 @@ from flax import struct
 
 from rlx import envs as rlx_envs
 from rlx.agents import policy_gradient as pg
+from rlx.core import parallel
 from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
 
 NAME = "ppo"
+DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients averaged over devices
 
 
 @config_dataclass
@@ -107,6 +109,7 @@ def init(config: PPOConfig, env, env_params, key) -> PPOState:
     num_actions = rlx_envs.action_dim(env.action_space(env_params))
     venv = training_env(config, env, env_params)
     key, k_actor, k_critic, k_reset = jax.random.split(key, 4)
+    k_actor, k_critic = parallel.replicated_key(k_actor), parallel.replicated_key(k_critic)  # data-parallel
     obs, env_state = venv.reset(k_reset, env_params)
     obs = obs.astype(jnp.float32)
     actor, critic = _networks(config, num_actions)
@@ -122,7 +125,7 @@ def ppo_loss(params, config: PPOConfig, num_actions: int, mb):
     value = critic.apply(params["critic"], mb["obs"])
     logp = pg.log_prob(logits, mb["action"])
     ratio = jnp.exp(logp - mb["logp"])
-    adv = (mb["advantage"] - jnp.mean(mb["advantage"])) / (jnp.std(mb["advantage"]) + 1e-8)
+    adv = parallel.standardize(mb["advantage"], 1e-8)  # data-parallel: over every device's minibatch
     policy_loss = -jnp.mean(pg.clipped_objective(ratio, adv, config.clip_eps))
     clipped_value = mb["value"] + jnp.clip(value - mb["value"], -config.clip_eps, config.clip_eps)
     value_loss = 0.5 * jnp.mean(jnp.maximum((value - mb["target"]) ** 2, (clipped_value - mb["target"]) ** 2))

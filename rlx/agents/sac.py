@@ -29,7 +29,7 @@ import optax
 from flax import struct
 
 from rlx import envs as rlx_envs
-from rlx.core import off_policy
+from rlx.core import off_policy, parallel
 from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
 from rlx.core.networks import MLP, Ensemble, QNetwork
@@ -37,6 +37,7 @@ from rlx.core.off_policy import observation_stats  # noqa: F401  (part of the ag
 from rlx.core.types import Transition
 
 NAME = "sac"
+DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients averaged over devices
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,9 +164,12 @@ class SACLearner:
 
 
 def optimizers(config: SACConfig):
-    # inject_hyperparams keeps the learning rate a traced value, so a sweep over it compiles once.
-    make = optax.inject_hyperparams(optax.adam)
-    return make(learning_rate=config.actor_lr), make(learning_rate=config.critic_lr), make(learning_rate=config.alpha_lr)
+    # inject_hyperparams keeps the learning rate a traced value, so a sweep over it compiles once;
+    # in data-parallel training the gradients are averaged over the devices first.
+    def make(learning_rate):
+        return parallel.averaged_gradients(optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate))
+
+    return make(config.actor_lr), make(config.critic_lr), make(config.alpha_lr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +214,16 @@ def polyak(target, online, tau):
 # ---------------------------------------------------------------------------------------------
 # One gradient step (critics -> actor -> temperature -> targets)
 # ---------------------------------------------------------------------------------------------
-def gradient_step(config: SACConfig, action_dim: int, state: SACLearner, batch: Transition, key, step=None):
-    """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``."""
+def gradient_step(
+    config: SACConfig, action_dim: int, state: SACLearner, batch: Transition, key, step=None,
+    *, entropy_backup: bool = True, target_floor: float | None = None,
+):
+    """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``.
+
+    ``entropy_backup=False`` drops -alpha log pi(a'|s') from the critic target (a
+    "deterministic backup", as MOBILE's code trains); ``target_floor`` clips the target from
+    below. The defaults are SAC's.
+    """
     actor, critic = build_networks(config, action_dim)
     actor_opt, critic_opt, alpha_opt = optimizers(config)
     key_next, key_pi = jax.random.split(key)
@@ -227,9 +239,11 @@ def gradient_step(config: SACConfig, action_dim: int, state: SACLearner, batch: 
         batch.terminated.astype(jnp.float32),
         jnp.min(next_q, axis=0),
         next_log_prob,
-        alpha,
+        alpha if entropy_backup else 0.0,
         config.gamma,
     )
+    if target_floor is not None:
+        target = jnp.maximum(target, target_floor)
     (c_loss, q), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
         state.critic_params, critic, batch, target
     )

@@ -57,3 +57,21 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
     """
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda store: store[idx], buffer.data)
+
+
+def add_masked(buffer: ReplayBuffer, items: Any, mask: jax.Array) -> ReplayBuffer:
+    """Write only the items whose ``mask`` is True (in order), wrapping around: a FIFO of the
+    valid items, with static shapes (the others are dropped by an out-of-range scatter)."""
+    capacity = buffer.capacity
+    mask = mask.astype(bool)
+    rank = jnp.cumsum(mask.astype(jnp.int32)) - 1
+    idx = jnp.where(mask, (buffer.position + rank) % capacity, capacity)
+    data = jax.tree.map(
+        lambda store, x: store.at[idx].set(x.astype(store.dtype), mode="drop"), buffer.data, items
+    )
+    count = jnp.sum(mask.astype(jnp.int32))
+    return ReplayBuffer(
+        data=data,
+        position=(buffer.position + count) % capacity,
+        size=jnp.minimum(buffer.size + count, capacity),
+    )

@@ -25,6 +25,7 @@ from flax import struct
 
 from rlx import envs as rlx_envs
 from rlx.buffers import ReplayBuffer, add_batch, init_buffer, sample
+from rlx.core import parallel
 from rlx.core.types import Transition
 
 
@@ -37,6 +38,9 @@ class OffPolicyState:
     key: jax.Array
     env_steps: jax.Array  # int32, all parallel envs, warm-up included
     gradient_steps: jax.Array  # int32
+    # An exploration bonus (rlx.explore.intrinsic.IntrinsicReward) that relabels each learning
+    # minibatch and trains on it; None: the learner sees the env's reward.
+    intrinsic: Any = None
 
 
 def training_env(config, env, env_params):
@@ -86,7 +90,8 @@ def init(config, env, env_params, key, init_learner: Callable, act: Callable) ->
     key, k_learner, k_reset, k_warm = jax.random.split(key, 4)
     obs, env_state = venv.reset(k_reset, env_params)
     obs = obs.astype(jnp.float32)
-    learner = init_learner(config, obs, action_dim, k_learner)
+    # Data-parallel training: every device starts from the same parameters.
+    learner = init_learner(config, obs, action_dim, parallel.replicated_key(k_learner))
     example = Transition(
         obs=obs[0],
         action=jnp.zeros(action_dim, jnp.float32),
@@ -130,9 +135,17 @@ def update(config, env, env_params, state: OffPolicyState, act: Callable, learn:
     state, episode_stats = env_step(config, venv, env_params, state, action, k_env)
 
     def one_update(state, key):
-        k_sample, k_step = jax.random.split(key)
+        if state.intrinsic is None:
+            k_sample, k_step = jax.random.split(key)
+        else:
+            k_sample, k_step, k_bonus = jax.random.split(key, 3)
         batch = sample(state.buffer, k_sample, config.batch_size)
+        bonus_metrics = {}
+        if state.intrinsic is not None:  # the bonus of the current module, at learning time
+            intrinsic, batch, bonus_metrics = state.intrinsic.relabel(batch, k_bonus)
+            state = state.replace(intrinsic=intrinsic)
         learner, metrics = learn(config, action_dim, state.learner, batch, k_step, state.gradient_steps)
+        metrics = {**metrics, **bonus_metrics}
         return state.replace(learner=learner, gradient_steps=state.gradient_steps + 1), metrics
 
     state, metrics = jax.lax.scan(one_update, state, jax.random.split(k_learn, config.gradient_steps))

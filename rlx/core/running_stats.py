@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlx.core import parallel
+
 
 @struct.dataclass
 class RunningMeanStd:
@@ -56,6 +58,8 @@ def update_running_stats(stats: RunningMeanStd, batch: jax.Array) -> RunningMean
     batch_mean = jnp.mean(batch, axis=0)
     # Two-pass variance of the batch itself: stable for a large offset.
     batch_m2 = jnp.sum(jnp.square(batch - batch_mean), axis=0)
+    # Data-parallel training: the batch is every device's (identity on one device).
+    batch_count, batch_mean, batch_m2 = parallel.merge_moments(batch_count, batch_mean, batch_m2)
 
     count = stats.count + batch_count
     weight = batch_count / count  # count >= batch_count > 0

@@ -397,6 +397,16 @@ def load_run_spec(run_dir) -> RunSpec:
     run_dir = Path(run_dir)
     info = _read_config(run_dir)
     path = run_dir / "config.json"
+    for module in info.get("env_modules") or ():  # the modules that registered the run's own envs
+        from rlx import envs as rlx_envs
+
+        try:
+            rlx_envs.import_env_module(module)
+        except (ImportError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} names env module {module!r}, which cannot be imported now ({err}); "
+                f"pass the module that registers {info.get('env')!r} with --env-module"
+            ) from err
     try:
         agent = get_agent(info["agent"])
         config = agent.Config.from_dict(info["config"])
@@ -550,19 +560,44 @@ class EvalReport:
         }
 
 
-def evaluate_run(run_dir, episodes: int = 100, *, seed: int = 0, evaluation: int | None = None) -> EvalReport:
-    """Evaluate the latest checkpoint of ``run_dir`` (or checkpoint ``evaluation``).
+@dataclasses.dataclass
+class TrainedRun:
+    """A saved run's checkpoint restored for acting (no replay buffer): its env and policies."""
 
-    Each seed's deterministic policy runs ``episodes`` episodes in parallel, with the run's
-    frozen observation statistics; every seed sees the same episodes (one evaluation key from
-    ``seed``), so seeds differ only by their policies. The replay buffer is not read.
-    """
+    spec: RunSpec
+    env: Any
+    env_params: Any
+    restored: Restored  # ``state`` has a leading seed axis when the run trained several seeds
+    template: Any  # abstract runner state of the run (structure used to put the buffers back)
+    buffer_templates: list  # one seed's (unbatched) replay-buffer shapes
+
+    def agent_state(self, state_without_buffers):
+        """One seed's agent state with zeros standing in for its replay buffer (a policy never
+        reads it; under jit XLA drops the zeros)."""
+        buffers = [jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), b) for b in self.buffer_templates]
+        return merge_buffers(state_without_buffers, buffers, self.template).agent_state
+
+    def seed_state(self, seed_index: int):
+        """The restored state (buffers left out) of seed ``seed_index`` of the run."""
+        if not 0 <= seed_index < self.spec.num_seeds:
+            raise ValueError(f"seed index {seed_index} is out of range; the run trained {self.spec.num_seeds} seed(s)")
+        if self.spec.num_seeds == 1:
+            return self.restored.state
+        return jax.tree.map(lambda x: x[seed_index], self.restored.state)
+
+    def policy(self, seed_index: int = 0, deterministic: bool = True):
+        """(policy(obs, key) -> action, the frozen observation statistics or None) of one seed."""
+        agent_state = self.agent_state(self.seed_state(seed_index))
+        policy = self.spec.agent.make_policy(self.spec.config, agent_state, deterministic=deterministic)
+        return policy, self.spec.agent.observation_stats(agent_state)
+
+
+def load_trained_run(run_dir, evaluation: int | None = None) -> TrainedRun:
+    """Restore the latest checkpoint of ``run_dir`` (or checkpoint ``evaluation``) for acting."""
     from rlx import envs as rlx_envs
     from rlx.run.driver import seed_keys
-    from rlx.run.train import evaluate, make_train
+    from rlx.run.train import make_train
 
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
     spec = load_run_spec(run_dir)
     env, env_params = rlx_envs.make(spec.env, **spec.env_kwargs)
     train = make_train(spec.agent, spec.config, env, env_params)
@@ -577,12 +612,26 @@ def evaluate_run(run_dir, episodes: int = 100, *, seed: int = 0, evaluation: int
     _, buffer_templates = split_buffers(template)
     if spec.num_seeds > 1:  # inside vmap every seed's buffer is unbatched
         buffer_templates = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), buffer_templates)
+    return TrainedRun(spec, env, env_params, restored, template, buffer_templates)
+
+
+def evaluate_run(run_dir, episodes: int = 100, *, seed: int = 0, evaluation: int | None = None) -> EvalReport:
+    """Evaluate the latest checkpoint of ``run_dir`` (or checkpoint ``evaluation``).
+
+    Each seed's deterministic policy runs ``episodes`` episodes in parallel, with the run's
+    frozen observation statistics; every seed sees the same episodes (one evaluation key from
+    ``seed``), so seeds differ only by their policies. The replay buffer is not read.
+    """
+    from rlx.run.train import evaluate
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    trained = load_trained_run(run_dir, evaluation)
+    spec, env, env_params, restored = trained.spec, trained.env, trained.env_params, trained.restored
     agent, config = spec.agent, spec.config
 
     def seed_returns(state_without_buffers, key):
-        # The policy never reads the buffer; zeros stand in for it and XLA drops them.
-        buffers = [jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), b) for b in buffer_templates]
-        agent_state = merge_buffers(state_without_buffers, buffers, template).agent_state
+        agent_state = trained.agent_state(state_without_buffers)
         policy = agent.make_policy(config, agent_state, deterministic=True)
         return evaluate(policy, env, env_params, key, episodes, agent.observation_stats(agent_state))
 

@@ -24,7 +24,8 @@ import numpy as np
 from rlx import envs as rlx_envs
 from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
-from rlx.run.mesh import runs_layout
+from rlx.run import memory, nan_guard
+from rlx.run.mesh import make_data_parallel_train, runs_layout
 from rlx.run.plot import plot_learning_curve
 from rlx.run.train import RunnerState, Schedule, make_train
 
@@ -87,11 +88,14 @@ def run(
     blocks_per_chunk: int = 1,
     extra_info: dict | None = None,
     devices: int | None = None,
+    data_parallel: bool = False,
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 3,
     save_buffer: bool = True,
     resume: bool = False,
     sinks: tuple = (),
+    debug_nans: bool = False,
+    check_memory: bool = True,
 ) -> RunResult:
     """Train ``agent`` with ``config`` on ``env`` (a registered name or an env object).
 
@@ -100,6 +104,9 @@ def run(
     chunk, ``learning_curve.png`` and ``summary.json`` at the end. Everything that can be
     wrong with the inputs is checked before compiling. With several devices visible, the seeds
     are spread over up to ``devices`` of them (runs mode, :mod:`rlx.run.mesh`).
+    ``data_parallel=True`` instead trains one agent (``num_seeds=1``) on ``devices`` devices
+    (default: all visible): its environments, replay buffer and minibatches are split over them
+    and the gradients averaged (:func:`rlx.run.mesh.make_data_parallel_train`).
 
     Checkpoints (with ``out_dir``, in ``<out_dir>/checkpoints/``): every ``checkpoint_every``
     evaluation blocks (default: about ten per run; 0: none), after the last block, and on
@@ -113,6 +120,13 @@ def run(
 
     ``sinks`` (:mod:`rlx.run.sinks`: TensorBoard, Weights & Biases) receive the metrics rows of
     every chunk as well; on several hosts only the first one feeds them.
+
+    ``debug_nans=True`` checks every chunk's metrics on the host (between chunks, never inside
+    the compiled loop) and stops at the first non-finite one with a
+    :class:`NonFiniteMetricError` naming it, its step and seed; no checkpoint is written after
+    it, so the latest checkpoint is the last good state. ``check_memory`` (default on) refuses,
+    before ``init`` allocates anything, a training state larger than the device's free memory
+    (:mod:`rlx.run.memory`).
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
@@ -123,9 +137,20 @@ def run(
     if keep_checkpoints < 1:
         raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
     env_name, env, env_params = _resolve_env(env, env_params, env_kwargs)
-    train = make_train(agent, config, env, env_params)  # validates config and env
+    if data_parallel:
+        if num_seeds != 1:
+            raise ValueError(
+                f"data_parallel trains one agent on all its devices, so num_seeds must be 1 (got {num_seeds}); "
+                "without data_parallel the seeds are spread over the devices instead"
+            )
+        train = make_data_parallel_train(agent, config, env, env_params, devices)  # validates
+        layout = train.layout
+    else:
+        train = make_train(agent, config, env, env_params)  # validates config and env
+        layout = runs_layout(num_seeds, devices)
     schedule: Schedule = train.schedule
-    layout = runs_layout(num_seeds, devices)
+    if check_memory and not resume:  # before anything is allocated or written
+        memory.check_run_fits(getattr(train, "device_train", train), num_seeds, layout.runs_per_device, config)
     # With several hosts (jax.distributed) every host has all metrics; the first one writes them.
     writes = out_dir is not None and jax.process_index() == 0
     agent_name = getattr(agent, "NAME", getattr(agent, "__name__", str(agent)))
@@ -220,6 +245,7 @@ def run(
         }
         return checkpoints.save(done, layout.fetch(runner_state), merged, meta)
 
+    non_finite = None
     with ckpt.InterruptRequest(enabled=checkpoints is not None) as stop:
         while done < schedule.num_evals and not stop.requested:
             n = min(blocks_per_chunk, schedule.num_evals - done)
@@ -236,6 +262,8 @@ def run(
                 writer.write(rows)
             for sink in sinks if jax.process_index() == 0 else ():
                 sink.write(rows)
+            if debug_nans and (non_finite := nan_guard.first_non_finite(metrics, done)) is not None:
+                break  # no checkpoint of a non-finite state: the latest one stays the last good one
             done += n
             due = done // every > saved // every or done == schedule.num_evals or stop.requested
             if checkpoints is not None and due:
@@ -252,6 +280,8 @@ def run(
         checkpoints.close()
     for sink in sinks:
         sink.close()
+    if non_finite is not None:
+        raise nan_guard.NonFiniteMetricError(non_finite, schedule.num_evals, checkpoint_path, out)
     if done < schedule.num_evals:  # Ctrl-C, after a checkpoint of where it stopped
         raise ckpt.TrainingInterrupted(
             out, done, schedule.num_evals, checkpoint_path, f"rlx train {agent_name} --resume {out}"
@@ -282,6 +312,11 @@ def resume_run(run_dir, **options) -> RunResult:
     returns its saved result without training (``result.start_evaluation == num_evals``).
     """
     spec = ckpt.load_run_spec(run_dir)
+    layout = spec.info.get("runs_layout") or {}
+    if layout.get("mode") == "data_parallel":  # the saved state has one slice per device
+        options.setdefault("data_parallel", True)
+        if options.get("devices") is None:
+            options["devices"] = layout.get("devices")
     return run(
         spec.agent, spec.config, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
         num_seeds=spec.num_seeds, out_dir=spec.run_dir, resume=True, **options,

@@ -18,6 +18,12 @@ all hosts and :meth:`RunsLayout.fetch` gathers the results onto every host.
 ``jax.distributed.initialize()`` must run before anything touches the devices, and importing
 gymnax (hence ``rlx.envs`` and ``rlx.run``) does, so it cannot live behind an import of this
 module: the command line calls it first thing, and a script calls it before importing ``rlx``.
+
+Data-parallel mode (:func:`make_data_parallel_train`): one agent trained on all its devices. The
+agent's own ``init`` / ``update`` run on every device under ``jax.shard_map`` with its share of
+the environments, replay buffer and minibatch (:func:`rlx.core.parallel.shard_config`), and the
+shared pieces of :mod:`rlx.core.parallel` average the gradients (``lax.pmean``), so the
+parameters stay replicated, and combine metrics, evaluation returns and observation statistics.
 """
 
 from __future__ import annotations
@@ -29,9 +35,23 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["RUNS_AXIS", "RunsLayout", "hlo_collectives", "plan_runs", "runs_layout"]
+from rlx.core import parallel
+from rlx.core.config import ConfigError
+
+__all__ = [
+    "DATA_AXIS",
+    "RUNS_AXIS",
+    "DataParallelLayout",
+    "RunsLayout",
+    "data_parallel_mesh",
+    "hlo_collectives",
+    "make_data_parallel_train",
+    "plan_runs",
+    "runs_layout",
+]
 
 RUNS_AXIS = "runs"
+DATA_AXIS = "data"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,3 +178,141 @@ def hlo_collectives(compiled) -> list[str]:
     names = ("all-reduce", "all-gather", "all-to-all", "collective-permute", "reduce-scatter")
     return [name for name in names if name in text]
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-parallel mode: one agent, its work split over the devices
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DataParallelLayout:
+    """One agent on ``mesh`` (axis :data:`DATA_AXIS`): the same interface as :class:`RunsLayout`
+    for the driver. The runner state carries a leading device axis (each device's envs, replay
+    shard and its copy of the replicated parameters); the metrics are replicated."""
+
+    mesh: Mesh
+    local_config: Any
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.devices.size
+
+    padding = 0
+    runs_per_device = 1
+
+    def describe(self) -> dict[str, Any]:
+        out = {"mode": "data_parallel", "devices": self.num_devices, "processes": jax.process_count()}
+        for name in ("num_envs", "batch_size", "buffer_size", "eval_episodes"):
+            if hasattr(self.local_config, name):
+                out[f"{name}_per_device"] = int(getattr(self.local_config, name))
+        return out
+
+    def place(self, tree):
+        return tree
+
+    def jit(self, fn, **jit_kwargs):
+        return jax.jit(fn, **jit_kwargs)
+
+    def fetch(self, tree):
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            tree = multihost_utils.process_allgather(tree, tiled=True)
+        return jax.device_get(tree)
+
+    def unpad(self, tree):
+        return tree
+
+
+def data_parallel_mesh(devices: int | None = None) -> Mesh:
+    """A one-axis (:data:`DATA_AXIS`) mesh over ``devices`` devices (default: all visible)."""
+    available = jax.device_count()
+    if devices is None:
+        devices = available
+    if not 1 <= devices <= available:
+        raise ValueError(f"devices must be between 1 and the {available} visible device(s), got {devices}")
+    if jax.process_count() > 1 and devices != available:
+        raise ValueError(f"with {jax.process_count()} processes every device takes part (visible: {available})")
+    # Auto axes, as in runs mode; shard_map below fixes the placement of every input.
+    return jax.make_mesh((devices,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:devices])
+
+
+def _per_device(fn):
+    """``fn`` of one device's values, run with the data axis active, on and to shards of
+    leading size 1 (the slice of the device axis that shard_map hands each device)."""
+
+    def wrapped(*args):
+        with parallel.data_parallel(DATA_AXIS):
+            out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: x[None], out)
+
+    return wrapped
+
+
+def make_data_parallel_train(agent, config, env, env_params, devices: int | None = None, *, mesh: Mesh | None = None):
+    """``train(key) -> TrainOutput`` of one agent trained data-parallel on ``devices`` devices.
+
+    ``config`` describes the whole agent: ``num_envs`` environments and minibatches of
+    ``batch_size`` (both multiples of the device count), a replay capacity of
+    ``buffer_capacity`` and ``total_steps`` env steps over all devices. Device d holds
+    ``num_envs / D`` environments and ``1 / D`` of the replay capacity and samples
+    ``batch_size / D`` transitions from its own shard; every gradient is averaged over the
+    devices before the optimizer step, so the parameters stay identical on all of them.
+    ``train.reference(key)`` is the same computation on one device (``jax.vmap`` over a device
+    axis whose collectives have the same meaning), for testing.
+
+    ``train.state`` of the output has a leading device axis; the metrics are those of the
+    whole agent (means over all devices' minibatches, sums of their episodes, evaluation over
+    every device's episodes). Invalid values are refused here, before anything is compiled.
+    """
+    if not getattr(agent, "DATA_PARALLEL", False):
+        from rlx.agents import agent_names, get_agent
+
+        supported = [n for n in agent_names() if getattr(get_agent(n), "DATA_PARALLEL", False)]
+        name = getattr(agent, "NAME", agent)
+        raise ConfigError(
+            f"agent {name} has no data-parallel mode; agents with one: {', '.join(supported)}"
+        )
+    mesh = mesh if mesh is not None else data_parallel_mesh(devices)
+    shards = mesh.devices.size
+    from rlx.run.train import RunnerState, TrainOutput, make_train
+
+    local_train = make_train(agent, config, env, env_params, num_shards=shards)  # validates
+    local = parallel.shard_config(config, shards)
+    layout = DataParallelLayout(mesh, local)
+    spec = PartitionSpec(DATA_AXIS)
+
+    def sharded(fn):
+        return jax.shard_map(_per_device(fn), mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+    def device_keys(key):
+        return jax.random.split(key, shards)
+
+    def init(key) -> RunnerState:
+        return sharded(local_train.init)(device_keys(key))
+
+    def run_blocks(runner_state: RunnerState, num_blocks: int):
+        state, metrics = sharded(lambda rs: local_train.run_blocks(rs, num_blocks))(runner_state)
+        return state, jax.tree.map(lambda m: m[0], metrics)  # the same on every device
+
+    def train(key) -> TrainOutput:
+        state, metrics = run_blocks(init(key), local_train.schedule.num_evals)
+        return TrainOutput(state, metrics)
+
+    def reference(key) -> TrainOutput:
+        """The same program on one device: the devices become a vmapped axis."""
+
+        def one(k):
+            with parallel.data_parallel(DATA_AXIS):
+                return local_train(k)
+
+        out = jax.vmap(one, axis_name=DATA_AXIS)(device_keys(key))
+        return TrainOutput(out.state, jax.tree.map(lambda m: m[0], out.metrics))
+
+    train.init = init
+    train.run_blocks = run_blocks
+    train.schedule = local_train.schedule
+    train.layout = layout
+    train.local_config = local
+    train.device_train = local_train  # one device's program (its state has no device axis)
+    train.reference = reference
+    return train

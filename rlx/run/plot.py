@@ -6,6 +6,35 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["mean_confidence_interval", "plot_learning_curve"]
+
+
+def mean_confidence_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 0) and its two-sided Student-t confidence interval.
+
+    ``mean +- t_{(1 + confidence) / 2, n - 1} * s / sqrt(n)`` with ``s`` the sample standard
+    deviation (ddof 1) of the ``n`` seeds: the interval for the expected return of a run of this
+    config, under the usual assumption that per-seed returns are roughly normal. With one seed
+    there is no interval and both bounds are the mean. NaN entries (a seed without a value at that
+    evaluation) are left out of that evaluation's count.
+
+    Returns ``(mean, low, high)``, each of shape ``values.shape[1:]``.
+    """
+    from scipy import stats
+
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    values = np.asarray(values, dtype=np.float64)
+    count = np.sum(np.isfinite(values), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(values, axis=0) if values.size else np.zeros(values.shape[1:])
+        if values.shape[0] < 2:
+            return mean, mean.copy(), mean.copy()
+        std = np.nanstd(values, axis=0, ddof=1)
+        quantile = stats.t.ppf(0.5 + confidence / 2.0, np.maximum(count - 1, 1))
+        half = np.where(count > 1, quantile * std / np.sqrt(np.maximum(count, 1)), 0.0)
+    return mean, mean - half, mean + half
+
 
 def plot_learning_curve(
     steps: np.ndarray,
@@ -13,9 +42,11 @@ def plot_learning_curve(
     path: str | Path,
     title: str = "",
     ylabel: str = "evaluation return",
+    confidence: float = 0.95,
 ) -> Path:
     """Evaluation return against env steps: one thin line per seed, the mean over seeds in bold
-    and, with several seeds, a band of +- one standard deviation over seeds.
+    and, with several seeds, the shaded ``confidence`` interval of that mean (Student t over
+    seeds, :func:`mean_confidence_interval`).
 
     ``steps`` has shape (num_evals,); ``returns`` (num_seeds, num_evals).
     """
@@ -26,21 +57,24 @@ def plot_learning_curve(
 
     returns = np.atleast_2d(np.asarray(returns, dtype=np.float64))
     steps = np.asarray(steps)
+    num_seeds = returns.shape[0]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    mean = returns.mean(axis=0)
-    if returns.shape[0] > 1:
+    mean, low, high = mean_confidence_interval(returns, confidence)
+    if num_seeds > 1:
         for seed_curve in returns:
             ax.plot(steps, seed_curve, color="tab:blue", alpha=0.25, linewidth=0.8)
-        std = returns.std(axis=0)
-        ax.fill_between(steps, mean - std, mean + std, color="tab:blue", alpha=0.15, linewidth=0)
-    label = f"mean of {returns.shape[0]} seeds" if returns.shape[0] > 1 else "return"
+        ax.fill_between(
+            steps, low, high, color="tab:blue", alpha=0.2, linewidth=0,
+            label=f"{confidence:.0%} interval of the mean (t, {num_seeds} seeds)",
+        )
+    label = f"mean of {num_seeds} seeds" if num_seeds > 1 else "return"
     ax.plot(steps, mean, color="tab:blue", linewidth=2.0, label=label)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

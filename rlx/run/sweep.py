@@ -371,7 +371,7 @@ def parse_set(items: list[str]) -> dict[str, list[str]]:
 
 def sweep_command(args: argparse.Namespace) -> int:
     from rlx.agents import get_agent
-    from rlx.cli import _config_from_args, _default_out, _parse_env_kwargs
+    from rlx.cli import _config_from_args, _default_out, _parse_env_kwargs, env_module_refs
 
     agent = get_agent(args.algo)
     values = parse_set(args.sweep_set)
@@ -389,7 +389,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         env_kwargs=_parse_env_kwargs(args.env_kwarg), seed=args.seed, num_seeds=args.num_seeds,
         out_dir=out, overwrite=args.overwrite, progress=not args.no_progress,
         blocks_per_chunk=args.blocks_per_chunk, devices=args.devices,
-        extra_info={"preset": getattr(args, "preset", None)},
+        extra_info={"preset": getattr(args, "preset", None), **({"env_modules": env_module_refs(args)} if args.env_module else {})},
     )
     print(result.summary_markdown(), end="")
     print(

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from rlx import envs as rlx_envs
+from rlx.core import parallel
 from rlx.core.running_stats import normalize
 
 
@@ -122,52 +123,67 @@ def evaluate(policy: Callable, env, env_params, key, num_episodes: int, obs_stat
 
 
 def _block_metrics(update_metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Average per-iteration metrics over a block; training episode returns as a ratio."""
+    """Average per-iteration metrics over a block; training episode returns as a ratio.
+
+    In data-parallel training the averages are also over the devices and the episode counts
+    and return sums are added up over them (:mod:`rlx.core.parallel`; identity otherwise).
+    """
     out = {}
     for name, values in update_metrics.items():
         if name in ("train/episode_return_sum", "train/episodes"):
             continue
-        out[name] = jnp.mean(values)
+        out[name] = parallel.mean(jnp.mean(values))
     if "train/episodes" in update_metrics:
-        count = jnp.sum(update_metrics["train/episodes"])
-        total = jnp.sum(update_metrics["train/episode_return_sum"])
+        count = parallel.total(jnp.sum(update_metrics["train/episodes"]))
+        total = parallel.total(jnp.sum(update_metrics["train/episode_return_sum"]))
         out["train/episode_return"] = jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan)
         out["train/episodes"] = count
     return out
 
 
-def make_train(agent, config, env, env_params) -> Callable[[jax.Array], TrainOutput]:
+def make_train(agent, config, env, env_params, *, num_shards: int = 1) -> Callable[[jax.Array], TrainOutput]:
     """Build the pure ``train(key) -> TrainOutput`` for ``agent`` on ``env``.
 
     Config validation and the agent's env check run here, in Python, before any tracing.
     The returned function also carries ``.init(key)``, ``.run_blocks(runner_state, n)`` and
     ``.schedule``, which the chunked driver uses.
+
+    ``num_shards > 1`` builds the program of one device of data-parallel training
+    (:func:`rlx.run.mesh.make_data_parallel_train`): the schedule is the global config's, the
+    agent runs :func:`rlx.core.parallel.shard_config`'s per-device config, and the metrics
+    ("step" counts every device's env steps, evaluation returns of every device) are the
+    global ones.
     """
     if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(config)):
         config.validate()
+        rlx_envs.check_env_contract(env, env_params)  # traced shapes only: cheap, nothing compiles
     agent.check_env(config, env, env_params)
     schedule = Schedule.from_config(config)
+    local = parallel.shard_config(config, num_shards)
 
     def init(key) -> RunnerState:
         k_agent, k_eval = jax.random.split(key)
-        return RunnerState(agent.init(config, env, env_params, k_agent), k_eval)
+        return RunnerState(agent.init(local, env, env_params, k_agent), k_eval)
 
     def block(runner_state: RunnerState, _=None):
         def iteration(agent_state, _):
-            return agent.update(config, env, env_params, agent_state)
+            return agent.update(local, env, env_params, agent_state)
 
         agent_state, update_metrics = jax.lax.scan(
             iteration, runner_state.agent_state, None, schedule.iterations_per_eval
         )
         eval_key, k_eval = jax.random.split(runner_state.eval_key)
-        policy = agent.make_policy(config, agent_state, deterministic=True)
+        policy = agent.make_policy(local, agent_state, deterministic=True)
         returns = evaluate(
-            policy, env, env_params, k_eval, config.eval_episodes, agent.observation_stats(agent_state)
+            policy, env, env_params, k_eval, local.eval_episodes, agent.observation_stats(agent_state)
         )
+        returns = parallel.gather(returns)
         metrics = {
-            "step": agent_state.env_steps,
+            "step": parallel.total(agent_state.env_steps),
             "eval/return_mean": jnp.mean(returns),
             "eval/return_std": jnp.std(returns),
+            # e.g. an offline agent's D4RL normalized score of the same episodes
+            **(agent.eval_metrics(returns) if hasattr(agent, "eval_metrics") else {}),
             **_block_metrics(update_metrics),
         }
         return RunnerState(agent_state, eval_key), metrics

@@ -1,0 +1,157 @@
+"""MOBILE: Model-Bellman Inconsistency penalized offLinE policy optimization (Sun et al.,
+ICML 2023, PMLR v202 sun23q).
+
+The penalty of a model transition is the disagreement of the ensemble's Bellman backups under
+the current Q (paper Eq. 5-7; ``../shared/algorithms.md`` Sec. 3.4, in the form of the official
+code's ``compute_lcb``):
+
+    for each elite k and N = 10 samples j:  s'_kj ~ N(s + mu_k(s, a), sigma_k(s, a)^2)  (obs part)
+                                            a'_kj ~ pi(.|s'_kj)
+                                            q_kj  = min_i Qbar_i(s'_kj, a'_kj)
+    u(s, a) = std_k( mean_j q_kj )          (unbiased std over the K elites)
+
+and the critic target of a model row is y = r - beta u(s, a) + gamma (1 - term) Q_next, with
+Q_next = min_i Qbar_i(s', a') and no entropy term ("deterministic backup"); real rows get no
+penalty. The actor and temperature are SAC's on the mixed batch (:mod:`rlx.agents.sac`), the
+temperature is kept <= 1 and the actor's learning rate follows a cosine decay over training.
+
+Defaults (yihaosun1124/mobile ``configs/gym/default.py``): actor lr 1e-4 (cosine), critic lr
+3e-4, temperature lr 1e-4 from 0.2, target entropy -|A|, 2 x 256, gamma 0.99, tau 0.005, N = 10,
+h = 1, beta = 1.0, rollouts and mixing as MOPO's (50,000 starts every 1000 steps, 5 % real),
+actor log-std in [-5, 2], 3M gradient steps; per-task (h, beta, ...) as presets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from rlx.agents import model_based, sac
+from rlx.core.config import config_dataclass, static, tunable
+from rlx.models.ensemble import Dynamics, predict
+
+NAME = "mobile"
+
+
+@config_dataclass
+class MOBILEConfig(model_based.ModelBasedConfig):
+    total_steps: int = static(3_000_000, "gradient steps in total (offline: no env steps are taken)", low=1)
+    rollout_length: int = static(1, "model rollout horizon h", low=1)
+    log_std_min: float = static(-5.0, "lower clip of the policy's log-std")
+    actor_lr: float = tunable(1e-4, "actor learning rate (Adam; cosine-decayed when actor_lr_cosine)", low=0.0, low_inclusive=False)
+    alpha_lr: float = tunable(1e-4, "temperature learning rate (Adam)", low=0.0, low_inclusive=False)
+    init_alpha: float = tunable(0.2, "initial temperature", low=0.0, low_inclusive=False)
+    penalty_coef: float = tunable(1.0, "beta: weight of the Bellman-inconsistency penalty", low=0.0)
+    max_alpha: float = tunable(1.0, "upper bound of the temperature", low=0.0, low_inclusive=False)
+    num_next_samples: int = static(10, "N: next states sampled per elite for the penalty", low=1)
+    deterministic_backup: bool = static(True, "critic target without the -alpha log pi term", choices=(False, True))
+    clip_target_at_zero: bool = static(False, "clip critic targets at 0 (only for non-negative rewards)", choices=(False, True))
+    actor_lr_cosine: bool = static(True, "cosine decay of the actor learning rate to 0 over training", choices=(False, True))
+
+    def _check_consistency(self) -> list[str]:
+        problems = super()._check_consistency()
+        if self.num_elites < 2:
+            problems.append(f"num_elites={self.num_elites}: the penalty is a std across elites, needs >= 2")
+        return problems
+
+
+Config = MOBILEConfig
+
+# Per-task settings of the official configs (yihaosun1124/mobile configs/gym/*.py, D4RL v2).
+_TASKS = {
+    "halfcheetah-random": {"rollout_length": 5, "penalty_coef": 0.5},
+    "hopper-random": {"rollout_length": 5, "penalty_coef": 5.0},
+    "walker2d-random": {"rollout_length": 5, "penalty_coef": 2.0},
+    "halfcheetah-medium": {"rollout_length": 5, "penalty_coef": 0.5},
+    "hopper-medium": {"rollout_length": 5, "penalty_coef": 1.5, "learn_alpha": False, "init_alpha": 0.2},
+    "walker2d-medium": {"rollout_length": 5, "penalty_coef": 0.5, "model_max_epochs": 30},
+    "halfcheetah-medium-replay": {"rollout_length": 5, "penalty_coef": 0.1},
+    "hopper-medium-replay": {"rollout_length": 5, "penalty_coef": 0.1, "learn_alpha": False, "init_alpha": 0.2},
+    "walker2d-medium-replay": {"rollout_length": 1, "penalty_coef": 0.5},
+    "halfcheetah-medium-expert": {"rollout_length": 5, "penalty_coef": 1.0, "real_ratio": 0.5},
+    "hopper-medium-expert": {"rollout_length": 5, "penalty_coef": 1.5},
+    "walker2d-medium-expert": {"rollout_length": 1, "penalty_coef": 1.5},
+}
+PRESETS = {
+    name: {"_doc": "MOBILE paper code, " + name + ": " + ", ".join(f"{k}={v}" for k, v in values.items()), **values}
+    for name, values in _TASKS.items()
+}
+
+
+def bellman_inconsistency(config: MOBILEConfig, dynamics: Dynamics, learner: sac.SACLearner, obs, action, key, action_dim):
+    """u(s, a) = std_k( mean_j min_i Qbar_i(s'_kj, a'_kj) ), unbiased over the K elites: (B,)."""
+    sac_config = config.sac_config()
+    k_next, k_act = jax.random.split(key)
+    prediction = predict(dynamics, obs, action)
+    mean = prediction.next_obs_mean[dynamics.elites]  # (K, B, obs)
+    std = prediction.next_obs_std[dynamics.elites]
+    n = config.num_next_samples
+    noise = jax.random.normal(k_next, (mean.shape[0], n) + mean.shape[1:], mean.dtype)
+    next_obs = mean[:, None] + std[:, None] * noise  # (K, N, B, obs)
+    flat = next_obs.reshape((-1, obs.shape[-1]))
+    next_action = sac.act(sac_config, learner, flat, k_act)
+    q = jnp.min(sac.twin_critic(sac_config).apply(learner.target_critic_params, flat, next_action), axis=0)
+    per_elite = jnp.mean(q.reshape(next_obs.shape[:3]), axis=1)  # (K, B)
+    return penalty_from_elite_values(per_elite)
+
+
+def penalty_from_elite_values(per_elite_values) -> jax.Array:
+    """Unbiased (K - 1) std over the leading elite axis."""
+    return jnp.std(per_elite_values, axis=0, ddof=1)
+
+
+def actor_learning_rate(config: MOBILEConfig, step):
+    """Cosine decay per epoch (``rollout_freq`` steps) from actor_lr to 0 over the run."""
+    if not config.actor_lr_cosine:
+        return config.actor_lr
+    epochs = max(1, config.total_steps // config.rollout_freq)
+    epoch = jnp.minimum(step // config.rollout_freq, epochs)
+    return config.actor_lr * 0.5 * (1.0 + jnp.cos(math.pi * epoch / epochs))
+
+
+def rollout_penalty(config: MOBILEConfig):
+    return None  # MOBILE penalizes the critic target at learning time, with the current Q
+
+
+def learn(config: MOBILEConfig, agent, action_dim, learner, real, model, key, step):
+    """Penalize the model rows' targets by beta u(s, a), then one SAC step (deterministic
+    backup, optional clip at 0), then keep alpha <= max_alpha."""
+    k_penalty, k_step = jax.random.split(key)
+    u = bellman_inconsistency(config, agent.dynamics, learner, model.obs, model.action, k_penalty, action_dim)
+    u = jax.lax.stop_gradient(u)
+    # y = (r - beta u) + gamma (1 - term) Q_next: the penalty enters through the reward.
+    model = model._replace(reward=model.reward - config.penalty_coef * u)
+    opt_state = learner.actor_opt_state
+    if hasattr(opt_state, "hyperparams"):  # optax.inject_hyperparams: the lr is a state entry
+        lr = jnp.asarray(actor_learning_rate(config, step), jnp.float32)
+        learner = learner.replace(actor_opt_state=opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr}))
+    learner, metrics = sac.gradient_step(
+        config.sac_config(), action_dim, learner, model_based.concat(real, model), k_step, step,
+        entropy_backup=not config.deterministic_backup,
+        target_floor=0.0 if config.clip_target_at_zero else None,
+    )
+    learner = learner.replace(log_alpha=jnp.minimum(learner.log_alpha, jnp.log(config.max_alpha)))
+    return learner, {**metrics, "mobile/penalty": jnp.mean(u)}
+
+
+def agent(dataset, dynamics=None, **kwargs) -> model_based.OfflineAgent:
+    """MOBILE bound to ``dataset``; see :func:`rlx.agents.model_based.build_agent`."""
+    import sys
+
+    return model_based.build_agent(sys.modules[__name__], dataset, dynamics, **kwargs)
+
+
+check_env = init = update = make_policy = model_based.no_dataset(NAME)
+add_cli_arguments = model_based.add_cli_arguments
+
+
+def from_cli(args, config):
+    import sys
+
+    return model_based.from_cli(sys.modules[__name__], args, config)
+
+
+def observation_stats(state):
+    return None

@@ -1,0 +1,385 @@
+"""The offline model-based SAC loop MOPO and MOBILE share (MBPO-style, no env interaction).
+
+One iteration (one "epoch" of the papers' codes, ``rollout_freq`` = 1000 gradient steps):
+
+1. draw ``rollout_batch_size`` (50,000) start states uniformly from the offline dataset and roll
+   them ``rollout_length`` steps in the learned ensemble with the current stochastic policy
+   (:func:`rlx.models.rollout.rollout`); the transitions of live branches enter a FIFO model
+   buffer of ``rollout_batch_size * rollout_length * model_retain_epochs`` transitions;
+2. ``rollout_freq`` SAC gradient steps, each on a minibatch of ``int(batch_size * real_ratio)``
+   real transitions (12 of 256) and the rest (244) from the model buffer; the algorithm's
+   ``learn`` turns the two halves into one SAC step (:func:`rlx.agents.sac.gradient_step`).
+
+The dataset and the trained dynamics are fixed inputs of training, so they belong to the agent
+object (:class:`OfflineAgent`, built by ``mopo.agent(dataset, dynamics)``), not to the per-seed
+train state: the arrays live on the device once and every vmapped seed reads the same copy
+(jit passes them to the program as arguments, they are not embedded as constants), and a
+checkpoint holds what training changes (learner, model buffer, key, counters), not the
+dataset. The runner's step counter (``step`` in the metrics, ``total_steps``, ``eval_every``)
+counts gradient steps; evaluation runs the deterministic policy in the real environment and
+reports D4RL's normalized score when the dataset's metadata has reference returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rlx import envs as rlx_envs
+from rlx.agents import sac
+from rlx.buffers.replay import ReplayBuffer, add_masked, init_buffer
+from rlx.buffers.replay import sample as sample_buffer
+from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
+from rlx.core.types import Transition
+from rlx.models import ensemble as ens
+from rlx.models import termination as term_rules
+from rlx.models.rollout import TransitionFn, rollout, rollout_stats, sample_elite
+
+_widths = dict(check=lambda v: None if len(v) > 0 and all(int(w) >= 1 for w in v) else "need >= 1 positive width")
+
+
+@config_dataclass
+class ModelBasedConfig(TrainConfig):
+    """Fields of the shared loop (SAC, data mixing, rollouts, dynamics ensemble).
+
+    ``total_steps`` and ``eval_every`` count gradient steps: offline training takes no env step.
+    """
+
+    total_steps: int = static(1_000_000, "gradient steps in total (offline: no env steps are taken)", low=1)
+    eval_every: int = static(1_000, "gradient steps between evaluations in the real env (a multiple of rollout_freq)", low=1)
+    # --- data mixing and model rollouts (MBPO / OfflineRL-Kit) --------------------------------
+    rollout_freq: int = static(1_000, "gradient steps between model rollouts (one iteration)", low=1)
+    rollout_batch_size: int = static(50_000, "start states per rollout, drawn from the dataset", low=1)
+    rollout_length: int = static(5, "model rollout horizon h", low=1)
+    model_retain_epochs: int = static(5, "rollouts the model buffer holds (capacity = batch * h * retain)", low=1)
+    real_ratio: float = static(0.05, "fraction of every minibatch drawn from the real dataset", low=0.0, high=1.0)
+    batch_size: int = static(256, "SAC minibatch (real + model rows)", low=2)
+    # --- SAC --------------------------------------------------------------------------------
+    hidden_sizes: tuple[int, ...] = static((256, 256), "hidden layer widths of actor and critics", **_widths)
+    activation: str = static("relu", "hidden activation of actor and critics", choices=("relu", "tanh", "gelu", "silu", "elu"))
+    log_std_min: float = static(-20.0, "lower clip of the policy's log-std")
+    log_std_max: float = static(2.0, "upper clip of the policy's log-std")
+    learn_alpha: bool = static(True, "tune the temperature toward the target entropy", choices=(False, True))
+    actor_lr: float = tunable(3e-4, "actor learning rate (Adam)", low=0.0, low_inclusive=False)
+    critic_lr: float = tunable(3e-4, "critic learning rate (Adam)", low=0.0, low_inclusive=False)
+    alpha_lr: float = tunable(3e-4, "temperature learning rate (Adam)", low=0.0, low_inclusive=False)
+    gamma: float = tunable(0.99, "discount factor", low=0.0, high=1.0)
+    tau: float = tunable(0.005, "Polyak coefficient of the target critics", low=0.0, high=1.0)
+    init_alpha: float = tunable(1.0, "initial temperature", low=0.0, low_inclusive=False)
+    target_entropy_scale: float = tunable(1.0, "target entropy = -scale * action dimension")
+    # --- dynamics ensemble (rlx.models.ensemble) --------------------------------------------
+    ensemble_size: int = static(7, "members of the dynamics ensemble", low=1)
+    num_elites: int = static(5, "elite members (lowest holdout MSE)", low=1)
+    model_hidden_sizes: tuple[int, ...] = static((200, 200, 200, 200), "hidden widths of every ensemble member", **_widths)
+    model_lr: float = static(1e-3, "dynamics learning rate (Adam)", low=0.0, low_inclusive=False)
+    model_batch_size: int = static(256, "dynamics minibatch per member", low=1)
+    model_max_epochs: int = static(0, "cap on dynamics epochs (0: early stopping only)", low=0)
+    model_max_holdout: int = static(1000, "largest holdout split of the dynamics data", low=1)
+    model_max_epochs_since_update: int = static(5, "dynamics early-stopping patience in epochs", low=1)
+    model_min_steps_per_epoch: int = static(1000, "dynamics gradient steps per epoch at least", low=0)
+    model_epochs_per_chunk: int = static(1, "dynamics epochs per compiled call between progress updates", low=1)
+
+    def _check_consistency(self) -> list[str]:
+        problems = []
+        if self.num_envs != 1:
+            problems.append(f"num_envs={self.num_envs}: offline training takes no env steps; leave it at 1")
+        if self.normalize_observations:
+            problems.append("normalize_observations=True: the dynamics model standardizes its own inputs; leave it False")
+        if self.log_std_min >= self.log_std_max:
+            problems.append(f"log_std_min={self.log_std_min} must be < log_std_max={self.log_std_max}")
+        if self.eval_every % self.rollout_freq:
+            problems.append(
+                f"eval_every={self.eval_every} must be a multiple of rollout_freq={self.rollout_freq} "
+                "(one iteration = one rollout + rollout_freq gradient steps)"
+            )
+        if self.num_elites > self.ensemble_size:
+            problems.append(f"num_elites={self.num_elites} must be <= ensemble_size={self.ensemble_size}")
+        if self.model_batch_size_real < 1 and self.real_ratio > 0:
+            problems.append(f"batch_size={self.batch_size} x real_ratio={self.real_ratio} leaves no real row")
+        if self.model_rows < 1 and self.real_ratio < 1:
+            problems.append(f"batch_size={self.batch_size} x (1 - real_ratio={self.real_ratio}) leaves no model row")
+        return problems
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def model_batch_size_real(self) -> int:
+        """Real rows per minibatch: int(batch_size * real_ratio) (12 of 256 at 0.05)."""
+        return int(self.batch_size * self.real_ratio)
+
+    @property
+    def model_rows(self) -> int:
+        return self.batch_size - self.model_batch_size_real
+
+    @property
+    def model_buffer_capacity(self) -> int:
+        return self.rollout_batch_size * self.rollout_length * self.model_retain_epochs
+
+    @property
+    def env_steps_per_iteration(self) -> int:  # the runner's step counter: gradient steps
+        return self.rollout_freq
+
+    @property
+    def warmup_env_steps(self) -> int:
+        return 0
+
+    def sac_config(self) -> sac.SACConfig:
+        """The SAC settings of the policy learner (built in the trace: tunable leaves stay traced)."""
+        return sac.SACConfig(
+            total_steps=self.total_steps, batch_size=self.batch_size, hidden_sizes=tuple(self.hidden_sizes),
+            activation=self.activation, log_std_min=self.log_std_min, log_std_max=self.log_std_max,
+            learn_alpha=self.learn_alpha, learning_starts=0, actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+            alpha_lr=self.alpha_lr, gamma=self.gamma, tau=self.tau, init_alpha=self.init_alpha,
+            target_entropy_scale=self.target_entropy_scale,
+        )
+
+    def dynamics_config(self) -> ens.EnsembleConfig:
+        n_layers = len(self.model_hidden_sizes) + 1
+        default = ens.EnsembleConfig()
+        decays = default.weight_decays if n_layers == len(default.weight_decays) else (
+            tuple(np.linspace(default.weight_decays[0], default.weight_decays[-1], n_layers).tolist())
+        )
+        return ens.EnsembleConfig(
+            ensemble_size=self.ensemble_size, num_elites=self.num_elites, hidden_sizes=tuple(self.model_hidden_sizes),
+            weight_decays=decays, learning_rate=self.model_lr, batch_size=self.model_batch_size,
+            max_epochs=self.model_max_epochs, max_holdout=self.model_max_holdout,
+            epochs_per_chunk=self.model_epochs_per_chunk, max_epochs_since_update=self.model_max_epochs_since_update,
+            min_steps_per_epoch=self.model_min_steps_per_epoch,
+        )
+
+
+@struct.dataclass
+class ModelBasedState:
+    learner: sac.SACLearner
+    model_buffer: ReplayBuffer
+    key: jax.Array
+    env_steps: jax.Array  # int32: gradient steps (the runner's x axis; offline takes no env step)
+    gradient_steps: jax.Array  # int32
+
+
+def dataset_transitions(dataset) -> Transition:
+    """A :class:`rlx.buffers.dataset.Dataset` as float32 device :class:`Transition` arrays."""
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return Transition(
+        obs=f32(dataset.observations), action=f32(dataset.actions), reward=f32(dataset.rewards),
+        next_obs=f32(dataset.next_observations), terminated=f32(dataset.terminals),
+        truncated=f32(dataset.timeouts),
+    )
+
+
+def concat(a: Transition, b: Transition) -> Transition:
+    return jax.tree.map(lambda x, y: jnp.concatenate([x.astype(jnp.float32), y.astype(jnp.float32)]), a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent object: dataset + dynamics + one algorithm module (mopo / mobile)
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class OfflineAgent:
+    """An offline model-based agent bound to its data; fits :func:`rlx.run.make_train`.
+
+    ``algorithm`` is the module with ``NAME``, ``Config``, ``learn(config, agent, action_dim,
+    learner, real, model, key, step)`` and ``rollout_penalty(config)``. ``transition_fn`` is the
+    rollout slot of :mod:`rlx.models.rollout` (default: a random elite's sample).
+    """
+
+    algorithm: ModuleType
+    data: Transition
+    dynamics: ens.Dynamics
+    random_return: float | None = None
+    expert_return: float | None = None
+    transition_fn: TransitionFn = sample_elite
+
+    @property
+    def NAME(self) -> str:  # noqa: N802  (the agent contract's name)
+        return self.algorithm.NAME
+
+    @property
+    def Config(self):  # noqa: N802
+        return self.algorithm.Config
+
+    @property
+    def PRESETS(self):  # noqa: N802
+        return getattr(self.algorithm, "PRESETS", {})
+
+    @property
+    def size(self) -> int:
+        return int(self.data.obs.shape[0])
+
+    # --- the agent contract -----------------------------------------------------------------
+    def check_env(self, config, env, env_params) -> None:
+        """The evaluation env must be continuous and match the dataset's and model's shapes."""
+        if not isinstance(config, ModelBasedConfig):
+            raise ConfigError(f"{self.NAME} needs a {self.Config.__name__}, got {type(config).__name__}")
+        space = env.action_space(env_params)
+        if not rlx_envs.is_continuous(space):
+            raise ConfigError(f"{self.NAME} acts in continuous action spaces; {getattr(env, 'name', env)} has {type(space).__name__}")
+        obs_dim = int(np.prod(env.observation_space(env_params).shape))
+        act_dim = rlx_envs.action_dim(space)
+        data_obs, data_act = int(self.data.obs.shape[-1]), int(self.data.action.shape[-1])
+        if (obs_dim, act_dim) != (data_obs, data_act):
+            raise ConfigError(
+                f"dataset has observations of size {data_obs} and actions of size {data_act}; the env "
+                f"{getattr(env, 'name', env)} has {obs_dim} and {act_dim}"
+            )
+        if (self.dynamics.obs_dim, self.dynamics.action_dim) != (data_obs, data_act):
+            raise ConfigError(
+                f"dynamics model predicts observations of size {self.dynamics.obs_dim} from actions of size "
+                f"{self.dynamics.action_dim}; the dataset has {data_obs} and {data_act}"
+            )
+        if self.dynamics.num_elites > self.dynamics.ensemble_size:
+            raise ConfigError("dynamics model has more elites than members")
+        max_action = float(jnp.max(jnp.abs(self.data.action)))
+        if max_action > 1.0 + 1e-4:
+            raise ConfigError(
+                f"dataset actions reach |a| = {max_action:.3g}; the policy acts in [-1, 1] (rlx envs rescale "
+                "actions to it): rescale the dataset's actions to [-1, 1]"
+            )
+        if config.model_batch_size_real > 0 and self.size < 1:
+            raise ConfigError("dataset is empty")
+
+    def init(self, config: ModelBasedConfig, env, env_params, key) -> ModelBasedState:
+        k_learner, key = jax.random.split(key)
+        action_dim = int(self.data.action.shape[-1])
+        learner = sac.init_learner(config.sac_config(), self.data.obs[:1], action_dim, k_learner)
+        example = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], jnp.float32), self.data)
+        return ModelBasedState(
+            learner=learner,
+            model_buffer=init_buffer(example, config.model_buffer_capacity),
+            key=key,
+            env_steps=jnp.int32(0),
+            gradient_steps=jnp.int32(0),
+        )
+
+    def update(self, config: ModelBasedConfig, env, env_params, state: ModelBasedState):
+        """One rollout into the model buffer, then ``rollout_freq`` mixed-batch SAC steps."""
+        sac_config = config.sac_config()
+        action_dim = int(self.data.action.shape[-1])
+        key, k_start, k_roll, k_learn = jax.random.split(state.key, 4)
+        start = self.data.obs[jax.random.randint(k_start, (config.rollout_batch_size,), 0, self.size)]
+        out = rollout(
+            k_roll, self.dynamics, lambda obs, k: sac.act(sac_config, state.learner, obs, k), start,
+            config.rollout_length, self.transition_fn, self.algorithm.rollout_penalty(config),
+        )
+        model_buffer = add_masked(state.model_buffer, out.transitions, out.valid)
+        n_real = config.model_batch_size_real
+
+        def one_step(carry, key):
+            learner, step = carry
+            k_real, k_model, k_step = jax.random.split(key, 3)
+            real = jax.tree.map(lambda x: x[jax.random.randint(k_real, (n_real,), 0, self.size)], self.data)
+            model = sample_buffer(model_buffer, k_model, config.model_rows)
+            learner, metrics = self.algorithm.learn(config, self, action_dim, learner, real, model, k_step, step)
+            return (learner, step + 1), metrics
+
+        (learner, gradient_steps), metrics = jax.lax.scan(
+            one_step, (state.learner, state.gradient_steps), jax.random.split(k_learn, config.rollout_freq)
+        )
+        metrics = {k: jnp.mean(v) for k, v in metrics.items()}
+        metrics.update(rollout_stats(out))
+        metrics["model/buffer_size"] = model_buffer.size.astype(jnp.float32)
+        state = state.replace(
+            learner=learner, model_buffer=model_buffer, key=key,
+            env_steps=state.env_steps + config.rollout_freq, gradient_steps=gradient_steps,
+        )
+        return state, metrics
+
+    def make_policy(self, config: ModelBasedConfig, state: ModelBasedState, deterministic: bool = True):
+        return sac.make_policy(config.sac_config(), state, deterministic)
+
+    def observation_stats(self, state):
+        return None
+
+    def eval_metrics(self, returns) -> dict[str, jax.Array]:
+        """D4RL's normalized score 100 (R - random) / (expert - random) when references are known."""
+        if self.random_return is None or self.expert_return is None:
+            return {}
+        score = 100.0 * (returns - self.random_return) / (self.expert_return - self.random_return)
+        return {"eval/normalized_score": jnp.mean(score)}
+
+    def q_estimate(self, config, state, obs, action):
+        return sac.twin_critic(config.sac_config()).apply(state.learner.critic_params, obs, action)
+
+
+def build_agent(
+    algorithm: ModuleType,
+    dataset,
+    dynamics: ens.Dynamics | None = None,
+    *,
+    config: ModelBasedConfig | None = None,
+    info=None,
+    env_name: str | None = None,
+    key=None,
+    progress: bool = True,
+    transition_fn: TransitionFn = sample_elite,
+) -> OfflineAgent:
+    """``algorithm`` bound to ``dataset``; trains the dynamics ensemble first when not given.
+
+    ``info`` (a :class:`rlx.buffers.dataset.DatasetInfo`) supplies the env name (for the
+    termination rule) and the reference returns of the normalized score.
+    """
+    config = (config or algorithm.Config()).validate()
+    for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        if not hasattr(dataset, name):
+            raise ConfigError(f"dataset has no {name!r}: pass a rlx.buffers.dataset.Dataset (D4RL keys)")
+    env_name = env_name or getattr(info, "env", None)
+    if dynamics is None:
+        rule = term_rules.rule_for_env(env_name)
+        dynamics, _ = ens.train_dynamics(
+            dataset, config.dynamics_config(), jax.random.PRNGKey(0) if key is None else key,
+            termination=rule, progress=progress,
+        )
+    return OfflineAgent(
+        algorithm=algorithm,
+        data=dataset_transitions(dataset),
+        dynamics=dynamics,
+        random_return=getattr(info, "random_return", None),
+        expert_return=getattr(info, "expert_return", None),
+        transition_fn=transition_fn,
+    )
+
+
+def no_dataset(name: str) -> Callable[..., Any]:
+    """The module-level contract functions of an offline agent without its data: a clear error."""
+
+    def refuse(*args, **kwargs):
+        raise ConfigError(
+            f"{name} trains from an offline dataset: build the agent with rlx.agents.{name}.agent(dataset) "
+            f"(Python) or pass --dataset PATH (`rlx train {name} --dataset PATH --env ENV`)"
+        )
+
+    return refuse
+
+
+def add_cli_arguments(group) -> None:
+    """``--dataset`` / ``--dynamics`` / ``--save-dynamics`` for ``rlx train mopo|mobile``."""
+    group.add_argument("--dataset", default=None, metavar="PATH", help="offline dataset folder (rlx.buffers.dataset format; D4RL / Minari files via their loaders)")
+    group.add_argument("--dynamics", default=None, metavar="PATH", help="a saved dynamics model to use instead of training one")
+    group.add_argument("--save-dynamics", default=None, metavar="PATH", help="save the trained dynamics model here")
+
+
+def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig) -> OfflineAgent:
+    """The agent of ``rlx train mopo|mobile --dataset PATH [--dynamics PATH]``."""
+    if not getattr(args, "dataset", None):
+        no_dataset(algorithm.NAME)()
+    from rlx.buffers import dataset as ds
+
+    loader = getattr(ds, "load", None)
+    try:
+        from rlx.buffers.loaders import open_dataset  # D4RL / Minari files as well
+        loader = open_dataset
+    except ImportError:
+        pass
+    loaded = loader(args.dataset)
+    dataset, info = loaded if isinstance(loaded, tuple) else (loaded, None)
+    dynamics = ens.load_dynamics(args.dynamics) if args.dynamics else None
+    agent = build_agent(algorithm, dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed))
+    if args.save_dynamics:
+        ens.save_dynamics(args.save_dynamics, agent.dynamics)
+    return agent

@@ -1,0 +1,379 @@
+"""Reward-free exploration in two phases, and the URLB pretrain-then-fine-tune protocol.
+
+Phase 1, :func:`explore` (Jin et al. 2020, arXiv 2002.02794, ``algorithms.md`` 6.1): an agent of
+rlx (SAC by default) trains on an intrinsic reward only (:mod:`rlx.explore.intrinsic`; the
+task reward is never read) and everything it collects, warm-up included, becomes an offline
+:class:`rlx.buffers.dataset.Dataset`.
+
+Phase 2, :func:`plan`: for any reward function r(s, a, s') given afterwards, the dataset is
+relabelled with r (:func:`relabel`, exact: every reward is recomputed from the function) and the
+agent's learner trains on the fixed dataset with no environment interaction; the result is a
+policy. The planner is model-free (SAC's own update on the relabelled transitions), because data
+collected by exploration covers the state-action space widely, and on such data plain off-policy
+learners work offline without a conservatism term or a model (Yarats et al. 2022, "Don't Change
+the Algorithm, Change the Data", ExORL, arXiv 2201.13425); a model adds compounding rollout
+error and a penalty to tune, which exploratory data does not need.
+
+:func:`pretrain_finetune` is URLB's protocol (Laskin et al. 2021, arXiv 2110.15191): pretrain
+reward-free, then fine-tune the pretrained learner (actor, critics, temperature, optimiser
+states) with the task reward for a fixed number of env steps.
+
+:func:`with_intrinsic` is how any agent gets a bonus: it wraps the agent (SAC, DSAC-T, PPO) so
+that its train state carries an :class:`~rlx.explore.intrinsic.IntrinsicReward`, which the
+agent's own loop applies to every minibatch it learns from; nothing of the agent is copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlx import envs as rlx_envs
+from rlx.buffers.dataset import Dataset, as_transitions
+from rlx.buffers.dataset import sample as sample_dataset
+from rlx.core.config import ConfigError
+from rlx.explore.intrinsic import IntrinsicReward, make_intrinsic
+
+__all__ = [
+    "ExplorationResult",
+    "evaluate_reward",
+    "FinetuneResult",
+    "PlanResult",
+    "explore",
+    "exploration_config",
+    "plan",
+    "pretrain_finetune",
+    "random_dataset",
+    "relabel",
+    "with_intrinsic",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Any agent with a bonus
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class WithIntrinsic:
+    """``agent`` whose learner sees ``task_coef * r + bonus_coef * bonus`` (the agent contract of
+    :func:`rlx.run.make_train`). ``initial_intrinsic`` continues a trained module (fine-tuning)."""
+
+    agent: Any
+    module: Any
+    task_coef: float = 0.0
+    bonus_coef: float = 1.0
+    initial_intrinsic: Any = None
+    initial_learner: Any = None  # fine-tuning: start from this learner instead of a fresh one
+
+    @property
+    def NAME(self) -> str:  # noqa: N802 (the agent contract's name)
+        return f"{self.agent.NAME}+{getattr(self.module, 'name', 'bonus')}" if self.module else self.agent.NAME
+
+    @property
+    def Config(self):  # noqa: N802
+        return self.agent.Config
+
+    def check_env(self, config, env, env_params) -> None:
+        self.agent.check_env(config, env, env_params)
+
+    def init(self, config, env, env_params, key):
+        k_agent, k_bonus = jax.random.split(key)
+        state = self.agent.init(config, env, env_params, k_agent)
+        if not hasattr(state, "intrinsic"):
+            raise ConfigError(
+                f"agent {self.agent.NAME!r} keeps no intrinsic-reward slot in its train state; "
+                "bonuses plug into the off-policy agents (sac, dsac_t) and ppo"
+            )
+        if self.initial_learner is not None:
+            state = state.replace(learner=self.initial_learner)
+        if self.module is None:
+            return state
+        intrinsic = self.initial_intrinsic
+        if intrinsic is None:
+            obs_dim = int(np.prod(rlx_envs.obs_shape(env, env_params)))
+            action_dim = rlx_envs.action_dim(env.action_space(env_params))
+            intrinsic = make_intrinsic(self.module, obs_dim, action_dim, k_bonus, self.task_coef, self.bonus_coef)
+        else:
+            intrinsic = intrinsic.replace(task_coef=jnp.float32(self.task_coef), bonus_coef=jnp.float32(self.bonus_coef))
+        return state.replace(intrinsic=intrinsic)
+
+    def update(self, config, env, env_params, state):
+        return self.agent.update(config, env, env_params, state)
+
+    def make_policy(self, config, state, deterministic: bool = True):
+        return self.agent.make_policy(config, state, deterministic)
+
+    def observation_stats(self, state):
+        return self.agent.observation_stats(state)
+
+    def __getattr__(self, name):  # q_estimate, value_estimate, ... of the wrapped agent
+        if name.startswith("__") or name in {f.name for f in dataclasses.fields(WithIntrinsic)}:
+            raise AttributeError(name)
+        return getattr(self.agent, name)
+
+
+def with_intrinsic(agent, module, task_coef: float = 0.0, bonus_coef: float = 1.0) -> WithIntrinsic:
+    """``agent`` (a module of rlx.agents) trained on ``task_coef * r + bonus_coef * bonus``.
+
+    ``task_coef = 0`` is reward-free exploration; ``task_coef = 1, bonus_coef = c`` is
+    exploration with reward (the task reward plus a bonus with coefficient c)."""
+    for name, value in (("task_coef", task_coef), ("bonus_coef", bonus_coef)):
+        if not (isinstance(value, (int, float)) and value >= 0):
+            raise ConfigError(f"{name}={value!r} must be a number >= 0")
+    return WithIntrinsic(agent, module, float(task_coef), float(bonus_coef))
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: explore -> Dataset
+# ---------------------------------------------------------------------------------------------
+# Initial temperature for exploring with SAC. With SAC's default (1.0) the entropy term swamps
+# bonuses of order 0.1-1 for the few thousand steps of rlx's small tasks and the agent moves
+# like a random one (measured on the four-room maze, 4,000 steps: coverage 0.15 at 1.0 against
+# 0.47 at 0.05); the temperature is still learned toward the target entropy from there.
+EXPLORE_INIT_ALPHA = 0.05
+
+
+def exploration_config(agent=None, **overrides):
+    """The agent's (SAC's) default config for exploration: ``init_alpha`` 0.05, else its defaults."""
+    if agent is None:
+        from rlx.agents import sac as agent
+    fields = {"init_alpha": EXPLORE_INIT_ALPHA} if "init_alpha" in agent.Config.tunable_names() else {}
+    return agent.Config(**{**fields, **overrides}).validate()
+
+
+def random_dataset(key, env, env_params, num_steps: int) -> Dataset:
+    """``num_steps`` transitions of one env driven by uniform random actions (in [-1, 1] for a Box,
+    uniform choices for a Discrete space), as a Dataset: the baseline exploration is compared to."""
+    venv = rlx_envs.make_vec_env(env, env_params, 1)
+    space = env.action_space(env_params)
+    continuous = rlx_envs.is_continuous(space)
+    action_dim = rlx_envs.action_dim(space)
+
+    def run(key):
+        k_reset, k_loop = jax.random.split(key)
+        obs, state = venv.reset(k_reset, env_params)
+
+        def step(carry, key):
+            obs, state = carry
+            k_act, k_env = jax.random.split(key)
+            if continuous:
+                action = jax.random.uniform(k_act, (1, action_dim), jnp.float32, -1.0, 1.0)
+            else:
+                action = jax.random.randint(k_act, (1,), 0, action_dim)
+            next_obs, state, reward, terminated, truncated, info = venv.step(k_env, state, action, env_params)
+            row = (obs[0], action[0], reward[0], info["final_observation"][0], terminated[0], truncated[0])
+            return (next_obs, state), row
+
+        _, rows = jax.lax.scan(step, (obs, state), jax.random.split(k_loop, num_steps))
+        return rows
+
+    o, a, r, o2, te, tr = jax.jit(run)(key)
+    a = a.astype(jnp.float32) if continuous else jax.nn.one_hot(a, action_dim)
+    return Dataset(o.astype(jnp.float32), a, r.astype(jnp.float32), o2.astype(jnp.float32),
+                   te.astype(bool), tr.astype(bool))
+
+
+class ExplorationResult(NamedTuple):
+    dataset: Dataset  # every transition collected, in order (warm-up first)
+    state: Any  # the final train state (learner, module, buffer, ...)
+    metrics: dict[str, np.ndarray]  # per evaluation block (losses, bonus statistics, ...)
+
+
+def _check_explore_config(config) -> None:
+    from rlx.run.train import Schedule
+
+    if getattr(config, "normalize_observations", False):
+        raise ConfigError(
+            "normalize_observations=True is not allowed for exploration: the dataset must hold the "
+            "env's own observations, which a reward function given later is written against"
+        )
+    if not hasattr(config, "buffer_capacity"):
+        raise ConfigError(f"{type(config).__name__} has no replay buffer; explore() needs a replay-based agent")
+    schedule = Schedule.from_config(config)
+    if schedule.total_env_steps > config.buffer_capacity:
+        per_block = schedule.env_steps_per_eval
+        fit = schedule.warmup_env_steps + max(1, (config.total_steps - schedule.warmup_env_steps) // per_block) * per_block
+        raise ConfigError(
+            f"exploration runs {schedule.total_env_steps} env steps (total_steps={config.total_steps} "
+            f"rounded up to whole blocks of eval_every={config.eval_every}), more than the replay capacity "
+            f"{config.buffer_capacity} (min(buffer_size, total_steps)), so the dataset would lose the oldest "
+            f"data; use total_steps = learning_starts + a multiple of eval_every, e.g. {fit}"
+        )
+
+
+def buffer_dataset(buffer) -> Dataset:
+    """The written part of a replay buffer of :class:`~rlx.core.types.Transition` as a Dataset,
+    oldest first (host-side: the buffer must be concrete)."""
+    size, position, capacity = int(buffer.size), int(buffer.position), buffer.capacity
+    order = np.arange(size) if size < capacity else (position + np.arange(capacity)) % capacity
+    data = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[order]), buffer.data)
+    return Dataset(
+        observations=data.obs.astype(jnp.float32),
+        actions=data.action.astype(jnp.float32),
+        rewards=data.reward.astype(jnp.float32),
+        next_observations=data.next_obs.astype(jnp.float32),
+        terminals=data.terminated.astype(bool),
+        timeouts=data.truncated.astype(bool),
+    )
+
+
+def explore(key, agent, config, env, env_params, module) -> ExplorationResult:
+    """Train ``agent`` on ``module``'s bonus alone for ``config.total_steps`` env steps and return
+    everything it collected as a Dataset. The ``rewards`` column keeps what the env emitted; the
+    learner never read it. Config and env are checked before anything is compiled."""
+    from rlx.run.train import make_train
+
+    config.validate()
+    _check_explore_config(config)
+    train = make_train(with_intrinsic(agent, module, 0.0, 1.0), config, env, env_params)
+    out = jax.jit(train)(key)
+    state = out.state.agent_state
+    return ExplorationResult(buffer_dataset(state.buffer), state, jax.tree.map(np.asarray, out.metrics))
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: relabel and plan offline
+# ---------------------------------------------------------------------------------------------
+def relabel(dataset: Dataset, reward_fn: Callable) -> Dataset:
+    """The dataset with ``rewards[i] = reward_fn(s_i, a_i, s'_i)`` (``reward_fn`` works on one
+    transition and is vmapped; terminals and timeouts are kept)."""
+    if not callable(reward_fn):
+        raise TypeError(f"reward_fn must be a function of (obs, action, next_obs), got {reward_fn!r}")
+    rewards = jax.vmap(reward_fn)(dataset.observations, dataset.actions, dataset.next_observations)
+    if rewards.shape != dataset.rewards.shape:
+        raise ValueError(
+            f"reward_fn must return one scalar per transition; it returned shape {rewards.shape[1:]} "
+            f"for one transition (expected ())"
+        )
+    return dataset._replace(rewards=jnp.asarray(rewards, jnp.float32))
+
+
+class PlanResult(NamedTuple):
+    policy: Callable  # (obs, key) -> action, deterministic
+    learner: Any
+    metrics: dict[str, np.ndarray]  # losses averaged over each of ``num_logs`` stretches of updates
+
+
+class _LearnerState(NamedTuple):
+    learner: Any
+
+
+def offline_learn(agent, config, dataset: Dataset, key, num_updates: int, num_logs: int = 10, learner=None):
+    """``num_updates`` of the agent's gradient step on minibatches of a fixed dataset (no env).
+    One compiled ``lax.scan``; returns (learner, metrics of ``num_logs`` stretches)."""
+    if num_updates < 1 or num_logs < 1 or num_updates % num_logs:
+        raise ConfigError(f"num_updates={num_updates} must be >= 1 and a multiple of num_logs={num_logs}")
+    if dataset.size < config.batch_size:
+        raise ConfigError(f"dataset of {dataset.size} transitions is smaller than batch_size={config.batch_size}")
+    action_dim = int(dataset.actions.shape[-1])
+
+    def run(key):
+        k_init, k_loop = jax.random.split(key)
+        start = agent.init_learner(config, dataset.observations[:1], action_dim, k_init) if learner is None else learner
+
+        def one(carry, key):
+            learner, step = carry
+            k_sample, k_step = jax.random.split(key)
+            batch = sample_dataset(dataset, k_sample, config.batch_size)
+            batch = batch._replace(terminated=batch.terminated.astype(jnp.float32),
+                                   truncated=batch.truncated.astype(jnp.float32))
+            learner, metrics = agent.gradient_step(config, action_dim, learner, batch, k_step, step)
+            return (learner, step + 1), metrics
+
+        def stretch(carry, key):
+            carry, metrics = jax.lax.scan(one, carry, jax.random.split(key, num_updates // num_logs))
+            return carry, jax.tree.map(jnp.mean, metrics)
+
+        (final, _), metrics = jax.lax.scan(stretch, (start, jnp.int32(0)), jax.random.split(k_loop, num_logs))
+        return final, metrics
+
+    final, metrics = jax.jit(run)(key)
+    return final, jax.tree.map(np.asarray, metrics)
+
+
+def plan(dataset: Dataset, reward_fn: Callable, key, agent=None, config=None, num_updates: int = 20_000,
+         num_logs: int = 10) -> PlanResult:
+    """A policy for ``reward_fn`` from ``dataset`` alone: relabel, then ``num_updates`` offline
+    updates of ``agent``'s learner (SAC by default, its defaults unless ``config`` is given)."""
+    if agent is None:
+        from rlx.agents import sac as agent
+    config = (agent.Config() if config is None else config).validate()
+    labelled = relabel(dataset, reward_fn)
+    learner, metrics = offline_learn(agent, config, labelled, key, num_updates, num_logs)
+    policy = agent.make_policy(config, _LearnerState(learner), deterministic=True)
+    return PlanResult(policy, learner, metrics)
+
+
+def evaluate_reward(policy: Callable, env, env_params, reward_fn: Callable, key, num_episodes: int = 10) -> np.ndarray:
+    """Return of ``policy`` under ``reward_fn`` (not the env's own reward): the sum of
+    r(s, a, s') over one episode (up to the env's limit), for ``num_episodes`` parallel episodes."""
+    venv = rlx_envs.make_vec_env(env, env_params, num_episodes)
+    horizon = rlx_envs.episode_limit(env, env_params)
+
+    def run(key):
+        k_reset, k_loop = jax.random.split(key)
+        obs, state = venv.reset(k_reset, env_params)
+
+        def step(carry, key):
+            obs, state, total, alive = carry
+            k_act, k_env = jax.random.split(key)
+            action = policy(obs.astype(jnp.float32), k_act)
+            next_obs, state, _, terminated, truncated, info = venv.step(k_env, state, action, env_params)
+            r = jax.vmap(reward_fn)(obs, action, info["final_observation"])
+            total = total + alive * r
+            alive = alive * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
+            return (next_obs, state, total, alive), None
+
+        zeros = jnp.zeros(num_episodes, jnp.float32)
+        (_, _, total, _), _ = jax.lax.scan(step, (obs, state, zeros, zeros + 1.0), jax.random.split(k_loop, horizon))
+        return total
+
+    return np.asarray(jax.jit(run)(key))
+
+
+# ---------------------------------------------------------------------------------------------
+# URLB: pretrain reward-free, then fine-tune with the task reward
+# ---------------------------------------------------------------------------------------------
+class FinetuneResult(NamedTuple):
+    pretrain: ExplorationResult
+    metrics: dict[str, np.ndarray]  # fine-tuning, per evaluation block (eval/return_mean, step, ...)
+    state: Any
+
+
+def pretrain_finetune(key, agent, pretrain_config, finetune_config, env, env_params, module,
+                      finetune_bonus_coef: float = 0.0) -> FinetuneResult:
+    """URLB: :func:`explore` for ``pretrain_config.total_steps``, then ``finetune_config.total_steps``
+    env steps of ``agent`` on the task reward starting from the pretrained learner (fresh replay
+    buffer and warm-up of ``finetune_config.learning_starts`` steps); ``finetune_bonus_coef > 0``
+    keeps the pretrained module's bonus in the reward (exploration with reward)."""
+    from rlx.run.train import make_train
+
+    finetune_config.validate()
+    agent.check_env(finetune_config, env, env_params)
+    k_pre, k_fine = jax.random.split(key)
+    pre = explore(k_pre, agent, pretrain_config, env, env_params, module)
+    if jax.tree.structure(pre.state.learner) != jax.tree.structure(
+        jax.eval_shape(lambda: agent.init_learner(finetune_config, pre.dataset.observations[:1],
+                                                  int(pre.dataset.actions.shape[-1]), jax.random.PRNGKey(0)))
+    ):
+        raise ConfigError("finetune_config must build the same networks as pretrain_config (hidden sizes, activation)")
+    wrapped = WithIntrinsic(
+        agent,
+        module if finetune_bonus_coef > 0 else None,
+        task_coef=1.0,
+        bonus_coef=float(finetune_bonus_coef),
+        initial_intrinsic=pre.state.intrinsic if finetune_bonus_coef > 0 else None,
+        initial_learner=pre.state.learner,
+    )
+    out = jax.jit(make_train(wrapped, finetune_config, env, env_params))(k_fine)
+    return FinetuneResult(pre, jax.tree.map(np.asarray, out.metrics), out.state.agent_state)
+
+
+def as_transition_batch(dataset: Dataset):
+    """The dataset as one :class:`~rlx.core.types.Transition` batch (float flags)."""
+    t = as_transitions(dataset)
+    return t._replace(terminated=t.terminated.astype(jnp.float32), truncated=t.truncated.astype(jnp.float32))

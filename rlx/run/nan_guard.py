@@ -1,0 +1,88 @@
+"""The finite-everything guard (``rlx train ... --debug-nans``): stop at the first non-finite metric.
+
+The check runs on the host, on the metrics the chunked driver fetches after every chunk anyway,
+so it adds no work to the compiled loop and changes no result. It reports the earliest
+evaluation block with a NaN or an infinity, the seed, the metric and its value; metrics that
+are computed inside the update (losses, Q values, temperature) are named before the evaluation
+return, since the evaluation comes after the updates of its block and inherits their NaNs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+# Metrics that are NaN by design where a count is zero: a block in which no training episode
+# ended has no training episode return.
+NAN_WHEN_ZERO = {"train/episode_return": "train/episodes"}
+
+
+@dataclasses.dataclass(frozen=True)
+class NonFinite:
+    metric: str
+    value: float
+    evaluation: int  # index of the evaluation block (0-based) in the whole run
+    step: int  # env steps per seed at that evaluation
+    seed: int  # index of the seed among the run's seeds
+    others: tuple[str, ...]  # other metrics non-finite in the same block and seed
+
+
+def _order(names) -> list[str]:
+    update = [n for n in names if n != "step" and not n.startswith("eval/")]
+    evaluation = [n for n in names if n.startswith("eval/")]
+    return update + evaluation
+
+
+def first_non_finite(metrics: dict[str, np.ndarray], first_evaluation: int = 0) -> NonFinite | None:
+    """The earliest non-finite metric in ``metrics`` (leaves shaped (num_seeds, num_evals))."""
+    names = _order(list(metrics))
+    bad = {}
+    for name in names:
+        values = np.asarray(metrics[name], dtype=np.float64)
+        mask = ~np.isfinite(values)
+        if name in NAN_WHEN_ZERO and NAN_WHEN_ZERO[name] in metrics:
+            mask &= ~(np.isnan(values) & (np.asarray(metrics[NAN_WHEN_ZERO[name]]) == 0))
+        if mask.any():
+            bad[name] = mask
+    if not bad:
+        return None
+    num_evals = next(iter(bad.values())).shape[1]
+    for e in range(num_evals):
+        for seed in range(next(iter(bad.values())).shape[0]):
+            hits = [name for name in names if name in bad and bad[name][seed, e]]
+            if hits:
+                first = hits[0]
+                return NonFinite(
+                    metric=first,
+                    value=float(np.asarray(metrics[first])[seed, e]),
+                    evaluation=first_evaluation + e,
+                    step=int(np.asarray(metrics["step"])[seed, e]) if "step" in metrics else -1,
+                    seed=seed,
+                    others=tuple(hits[1:]),
+                )
+    return None  # pragma: no cover  (bad is non-empty)
+
+
+class NonFiniteMetricError(FloatingPointError):
+    """A training metric became NaN or infinite; the run stopped before checkpointing it."""
+
+    def __init__(self, found: NonFinite, num_evals: int, checkpoint: Path | None, out_dir: Path | None):
+        self.found = found
+        self.checkpoint = checkpoint
+        others = f"; also non-finite there: {', '.join(found.others)}" if found.others else ""
+        where = (
+            f"the latest checkpoint, {checkpoint}, holds the last good state (rlx eval {out_dir} "
+            "evaluates it)"
+            if checkpoint is not None
+            else "no checkpoint had been written before it"
+        )
+        rows = f"; its metrics rows are in {out_dir}/metrics.jsonl" if out_dir is not None else ""
+        super().__init__(
+            f"non-finite metric {found.metric} = {found.value} at step {found.step:,} "
+            f"(evaluation {found.evaluation + 1} of {num_evals}, seed {found.seed}){others}. "
+            f"Training stopped (--debug-nans) without checkpointing this state: {where}{rows}. "
+            "Common causes: a learning rate too high for the reward scale, an exploding temperature "
+            "or a NaN observation from the environment."
+        )

@@ -1,0 +1,178 @@
+"""Intrinsic-reward modules: known values (algorithms.md 6.4), novelty behaviour, the mixing hook."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlx.core.config import ConfigError
+from rlx.core.types import Transition
+from rlx.explore import intrinsic as I
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _batch(obs, action, next_obs, reward=None):
+    n = obs.shape[0]
+    return Transition(
+        obs=jnp.asarray(obs, jnp.float32),
+        action=jnp.asarray(action, jnp.float32),
+        reward=jnp.zeros(n, jnp.float32) if reward is None else jnp.asarray(reward, jnp.float32),
+        next_obs=jnp.asarray(next_obs, jnp.float32),
+        terminated=jnp.zeros(n, jnp.float32),
+        truncated=jnp.zeros(n, jnp.float32),
+    )
+
+
+# ---- known values ----------------------------------------------------------------------------
+def test_rnd_reward_moments_known_values():
+    m = I.update_reward_moments(I.init_reward_moments(), jnp.array([1.0, 3.0]))
+    np.testing.assert_allclose(float(m.mean), 1.9999000, rtol=1e-6)
+    np.testing.assert_allclose(float(m.var), 2.0001500, rtol=1e-6)
+    rewards = np.array([1.0, 3.0]) / (np.sqrt(float(m.var)) + 1e-8)
+    np.testing.assert_allclose(rewards, [0.7070803, 2.1212408], rtol=1e-6)
+
+
+def test_rnd_update_divides_by_moments_that_include_the_batch():
+    """URLB order: predictor step, then errors of the updated predictor merged into the moments,
+    then bonus = error / (sqrt(var) + 1e-8). Recomputed here in float64 from the new state."""
+    module = I.RND(hidden_sizes=(8,), embed_dim=4, error_decay=0.0)
+    key = jax.random.PRNGKey(0)
+    state = module.init(2, 2, key)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (16, 2))
+    batch = _batch(obs, jnp.zeros((16, 2)), obs + 1.0)
+    new_state, bonus, _ = module.update(state, batch, key)
+    x = np.clip((np.asarray(batch.next_obs, np.float64) - np.asarray(new_state.obs_stats.mean))
+                / np.sqrt(np.asarray(new_state.obs_stats.var) + 1e-8), -5, 5)
+    target = np.asarray(module._net().apply(new_state.target_params, jnp.asarray(x, jnp.float32)), np.float64)
+    pred = np.asarray(module._net().apply(new_state.predictor_params, jnp.asarray(x, jnp.float32)), np.float64)
+    errors = np.mean((target - pred) ** 2, axis=-1)
+    n0, m0, v0 = 1e-4, 0.0, 1.0
+    n_b, mb, vb = len(errors), errors.mean(), errors.var(ddof=1)
+    n = n0 + n_b
+    var = (v0 * n0 + vb * n_b + (mb - m0) ** 2 * n0 * n_b / n) / n
+    np.testing.assert_allclose(float(new_state.error_moments.var), var, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(bonus), errors / (np.sqrt(var) + 1e-8), rtol=1e-4)
+    # The target network never trains.
+    for a, b in zip(jax.tree.leaves(state.target_params), jax.tree.leaves(new_state.target_params)):
+        np.testing.assert_array_equal(a, b)
+
+
+class _FixedPredictions(I.Disagreement):
+    def predictions(self, params, batch):
+        return jnp.arange(1.0, 6.0).reshape(5, 1, 1) * jnp.ones((1, batch.obs.shape[0], 1))
+
+
+def test_disagreement_is_unbiased_variance_across_models():
+    module = _FixedPredictions(num_models=5, hidden_sizes=(4,))
+    batch = _batch(jnp.zeros((3, 1)), jnp.zeros((3, 1)), jnp.zeros((3, 1)))
+    np.testing.assert_allclose(np.asarray(module.bonus(None, batch)), [2.5, 2.5, 2.5], rtol=1e-6)
+
+
+def test_apt_knn_known_values():
+    particles = jnp.array([[0.0], [1.0], [3.0]])
+    r = I.knn_particle_reward(particles, particles, k=2)
+    np.testing.assert_allclose(np.asarray(r), [0.405465, 0.405465, 0.693147], rtol=1e-5)
+    module = I.APT(k=2, representation="obs")
+    batch = _batch(particles, jnp.zeros((3, 1)), particles)
+    np.testing.assert_allclose(np.asarray(module.bonus(module.init(1, 1, jax.random.PRNGKey(0)), batch)),
+                               [0.405465, 0.405465, 0.693147], rtol=1e-5)
+
+
+def test_disagreement_loss_is_l2_norm_not_squared():
+    module = I.Disagreement(num_models=2, hidden_sizes=(4,), learning_rate=1e-3)
+    state = module.init(2, 1, jax.random.PRNGKey(0))
+    batch = _batch(jnp.ones((4, 2)), jnp.ones((4, 1)), 3.0 * jnp.ones((4, 2)))
+    pred = np.asarray(module.predictions(state.params, batch), np.float64)
+    expected = np.mean(np.linalg.norm(pred - 3.0, axis=-1))
+    _, _, metrics = module.update(state, batch, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(float(metrics["intrinsic/loss"]), expected, rtol=1e-5)
+
+
+# ---- the bonus falls where the agent has been and stays high elsewhere ------------------------
+def _region(key, n, low, high):
+    k1, k2 = jax.random.split(key)
+    obs = jax.random.uniform(k1, (n, 2), minval=low, maxval=high)
+    action = jax.random.uniform(k2, (n, 2), minval=-1.0, maxval=1.0)
+    return _batch(obs, action, obs + 0.05 * action)
+
+
+MODULES = {
+    "rnd": I.RND(hidden_sizes=(32, 32), embed_dim=16, learning_rate=1e-3),
+    "disagreement": I.Disagreement(num_models=5, hidden_sizes=(32, 32), learning_rate=1e-3),
+    "apt_icm": I.APT(k=8, representation="icm", rep_dim=16, hidden=32, learning_rate=1e-3),
+    "apt_obs": I.APT(k=8, representation="obs"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_bonus_falls_on_visited_states_and_stays_high_on_novel_ones(name):
+    module = MODULES[name]
+    key = jax.random.PRNGKey(0)
+    state0 = module.init(2, 2, key)
+
+    @jax.jit
+    def train(state, key):
+        def step(state, key):
+            k_data, k_update = jax.random.split(key)
+            state, _, _ = module.update(state, _region(k_data, 128, -1.0, -0.5), k_update)
+            return state, None
+
+        return jax.lax.scan(step, state, jax.random.split(key, 300))[0]
+
+    state = train(state0, jax.random.PRNGKey(1))
+    visited = _region(jax.random.PRNGKey(2), 120, -1.0, -0.5)
+    novel = _region(jax.random.PRNGKey(3), 8, 0.5, 1.0)
+    if name.startswith("apt"):
+        # Particle entropy is relative to the batch: the frequently visited region fills it.
+        mixed = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), visited, novel)
+        bonus = np.asarray(module.bonus(state, mixed))
+        assert bonus[120:].min() > bonus[:120].max(), (bonus[:120].max(), bonus[120:].min())
+    else:
+        before = float(jnp.mean(module.bonus(state0, visited)))
+        on_visited = float(jnp.mean(module.bonus(state, visited)))
+        on_novel = float(jnp.mean(module.bonus(state, novel)))
+        assert on_visited < 0.5 * before, (before, on_visited)
+        assert on_novel > 3.0 * on_visited, (on_visited, on_novel)
+
+
+# ---- the hook: task_coef * r + bonus_coef * bonus ----------------------------------------------
+def test_relabel_mixes_task_reward_and_bonus_and_trains_the_module():
+    module = I.APT(k=2, representation="obs")
+    batch = _region(jax.random.PRNGKey(0), 6, -1.0, 1.0)._replace(reward=jnp.arange(6.0))
+    intrinsic = I.make_intrinsic(module, 2, 2, jax.random.PRNGKey(1), task_coef=0.5, bonus_coef=2.0)
+    _, out, metrics = intrinsic.relabel(batch, jax.random.PRNGKey(2))
+    expected = 0.5 * np.arange(6.0) + 2.0 * np.asarray(module.bonus(intrinsic.state, batch))
+    np.testing.assert_allclose(np.asarray(out.reward), expected, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out.obs), np.asarray(batch.obs))
+    assert "intrinsic/bonus_mean" in metrics
+
+    rnd = I.make_intrinsic(I.RND(hidden_sizes=(4,), embed_dim=2), 2, 2, jax.random.PRNGKey(1))
+    new, _, _ = rnd.relabel(batch, jax.random.PRNGKey(2))
+    assert not np.allclose(jax.tree.leaves(new.state.predictor_params)[0], jax.tree.leaves(rnd.state.predictor_params)[0])
+
+
+def test_reward_free_never_reads_the_task_reward():
+    module = I.APT(k=2, representation="obs")
+    batch = _region(jax.random.PRNGKey(0), 4, -1.0, 1.0)._replace(reward=jnp.full(4, jnp.nan))
+    intrinsic = I.make_intrinsic(module, 2, 2, jax.random.PRNGKey(1), task_coef=0.0)
+    _, out, _ = intrinsic.relabel(batch, jax.random.PRNGKey(2))
+    assert np.all(np.isfinite(np.asarray(out.reward)))
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: I.RND(learning_rate=-1.0), "learning_rate"),
+        (lambda: I.RND(hidden_sizes=()), "hidden_sizes"),
+        (lambda: I.Disagreement(num_models=1), "num_models"),
+        (lambda: I.APT(representation="pixels"), "representation"),
+        (lambda: I.RND(error_decay=1.0), "error_decay"),
+        (lambda: I.make_intrinsic(I.APT(), 2, 2, jax.random.PRNGKey(0), bonus_coef=-1.0), "bonus_coef"),
+        (lambda: I.make_intrinsic(object(), 2, 2, jax.random.PRNGKey(0)), "init / bonus / update"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_field_named(make, field):
+    with pytest.raises(ConfigError, match=field):
+        make()
