@@ -179,7 +179,8 @@ def check_env_contract(env, env_params=None) -> EnvSignature:
     space_shape = tuple(int(d) for d in obs_space.shape)
 
     key = jax.random.PRNGKey(0)
-    reset_out = _trace(env.reset, "reset(key, params)", name, key, env_params)
+    # params are closed over, as in training (a field used for a shape stays a Python value)
+    reset_out = _trace(lambda k: env.reset(k, env_params), "reset(key, params)", name, key)
     if not isinstance(reset_out, (tuple, list)) or len(reset_out) != 2:
         raise EnvContractError(f"{name}: reset(key, params) must return {_RESET_RETURNS}, got {_describe(reset_out)}")
     obs, state = reset_out
@@ -194,7 +195,7 @@ def check_env_contract(env, env_params=None) -> EnvSignature:
             f"is {space_shape}; they must agree"
         )
 
-    step_out = _trace(env.step, "step(key, state, action, params)", name, key, state, action, env_params)
+    step_out = _trace(lambda k, s, a: env.step(k, s, a, env_params), "step(key, state, action, params)", name, key, state, action)
     if not isinstance(step_out, (tuple, list)) or len(step_out) != 6:
         count = len(step_out) if isinstance(step_out, (tuple, list)) else 1
         hint = ""

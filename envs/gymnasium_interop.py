@@ -78,11 +78,12 @@ class GymnasiumEnv(gymnasium.Env):
         self.action_space = space_to_gymnasium(env.action_space(params))
         self._discrete = isinstance(self.action_space, gym_spaces.Discrete)
         self._obs_dtype = self.observation_space.dtype
+        # Compiled once each, with the params closed over as in training.
         if steps_without_reset(env):  # the true final state, for render() after the last step
-            self._step = jax.jit(lambda key, state, action, p: step_without_reset(env, key, state, action, p))
+            self._step = jax.jit(lambda key, state, action: step_without_reset(env, key, state, action, params))
         else:
-            self._step = jax.jit(env.step)
-        self._reset = jax.jit(env.reset)
+            self._step = jax.jit(lambda key, state, action: env.step(key, state, action, params))
+        self._reset = jax.jit(lambda key: env.reset(key, params))
         self._key = None
         self._state = None
 
@@ -109,14 +110,14 @@ class GymnasiumEnv(gymnasium.Env):
         elif self._key is None:
             self._key = jax.random.PRNGKey(int(self.np_random.integers(0, 2**31 - 1)))
         self._key, k_reset = jax.random.split(self._key)
-        obs, self._state = self._reset(k_reset, self.env_params)
+        obs, self._state = self._reset(k_reset)
         return self._observation(obs), {}
 
     def step(self, action):
         if self._state is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
         self._key, k_step = jax.random.split(self._key)
-        obs, state, reward, terminated, truncated, info = self._step(k_step, self._state, self._action(action), self.env_params)
+        obs, state, reward, terminated, truncated, info = self._step(k_step, self._state, self._action(action))
         terminated, truncated = bool(terminated), bool(truncated)
         if terminated or truncated:
             obs = info.get("final_observation", obs)  # auto-resetting envs: the episode's last one

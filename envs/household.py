@@ -22,7 +22,15 @@ The observation is the symbolic state *as the agent knows it*: its room and posi
 holds, every receptacle's kind (open / closed, openable, sink, visited), the objects it has seen
 and where (an object is seen when the agent stands at its open receptacle or holds it) with
 their dirtiness, and the goal. Object positions it has not seen are hidden, so it has to search.
-The observation is a function of the state only, so states recur across rollouts of one task.
+With ``show_admissible`` (default) it ends with the admissible-action mask, as ALFWorld lists the
+admissible commands in its text observation; it reveals nothing unseen. The observation is a
+function of the state only, so states recur across rollouts of one task.
+
+The default layout is ALFWorld's shape at a small scale: one room, 4 receptacles, 3 objects,
+30 steps. Uniform random actions succeed in about 2 % of its episodes; in the former default
+(2 rooms x 3 receptacles, 3 objects, 40 steps) in about 0.3 %, too rarely for a policy learnt
+from scratch by group-relative returns within a million steps (a pretrained LLM brings the prior
+that makes ALFWorld's successes frequent). The harder layouts stay one keyword away.
 """
 
 from __future__ import annotations
@@ -60,7 +68,7 @@ class HouseholdState(environment.EnvState):
 
 @struct.dataclass
 class HouseholdParams(environment.EnvParams):
-    max_steps_in_episode: int = 40
+    max_steps_in_episode: int = 30
     invalid_penalty: float = 0.0
     closed_probability: float = 0.5  # chance that a (non-sink) receptacle starts closed
     clean_task_probability: float = 0.5
@@ -68,7 +76,7 @@ class HouseholdParams(environment.EnvParams):
 
 class Household(environment.Environment[HouseholdState, HouseholdParams]):
     def __init__(
-        self, num_rooms: int = 2, receptacles_per_room: int = 3, num_objects: int = 3, show_admissible: bool = True
+        self, num_rooms: int = 1, receptacles_per_room: int = 4, num_objects: int = 3, show_admissible: bool = True
     ):
         super().__init__()
         if num_rooms < 1 or receptacles_per_room < 1 or num_objects < 1 or num_rooms * receptacles_per_room < 2:
@@ -285,8 +293,8 @@ class Household(environment.Environment[HouseholdState, HouseholdParams]):
 
 
 def make_household(
-    num_rooms: int = 2,
-    receptacles_per_room: int = 3,
+    num_rooms: int = 1,
+    receptacles_per_room: int = 4,
     num_objects: int = 3,
     show_admissible: bool = True,
     **param_overrides: Any,

@@ -368,13 +368,18 @@ def eval_command(args) -> int:
         if not 0 <= args.video_seed_index < spec.num_seeds:
             raise ValueError(f"--video-seed-index {args.video_seed_index}: the run trained {spec.num_seeds} seed(s)")
         video = check_video_path(args.video, rlx_envs.make(spec.env, **spec.env_kwargs)[0])
-    report = evaluate_run(args.run_dir, args.episodes, seed=args.seed, evaluation=args.checkpoint)
+    trained = None
+    if video is not None:  # restored once, for the evaluation and the video
+        from rlx.run.checkpoint import load_trained_run
+
+        trained = load_trained_run(args.run_dir, args.checkpoint)
+    report = evaluate_run(args.run_dir, args.episodes, seed=args.seed, evaluation=args.checkpoint, trained=trained)
     if video is not None:
         from rlx.run.video import record_run
 
         filmed = record_run(
             args.run_dir, video, seed_index=args.video_seed_index, seed=args.seed,
-            evaluation=args.checkpoint, progress=not args.no_progress,
+            progress=not args.no_progress, trained=trained,
         )
     if args.json:
         print(json.dumps({**report.to_dict(), **({"video": str(filmed.path)} if video else {})}, indent=2))

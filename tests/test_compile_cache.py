@@ -91,6 +91,12 @@ def test_second_identical_cli_run_loads_its_programs(tmp_path, restore_jax_cache
     assert second.hits >= 1, second  # at least the training chunk came from the cache
     info = json.loads((tmp_path / "b" / "config.json").read_text())
     assert info["compile_cache"] == str(cache)
+    # What the run folder says about itself: versions, device, config, command line.
+    assert {"rlx", "jax", "jaxlib", "flax", "optax", "gymnax", "python"} <= set(info["versions"])
+    assert info["versions"]["jax"] == jax.__version__
+    assert info["device"]["device_kind"] and info["device"]["device_count"] == jax.device_count()
+    assert info["config"]["hidden_sizes"] == [8] and info["config"]["total_steps"] == 300
+    assert info["command"]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["compile_seconds"] >= 0
 

@@ -12,6 +12,7 @@ tests below. The other tests run here, on one device.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,10 +108,11 @@ def test_running_stats_of_shards_equal_full_batch(child):
 
 
 @pytest.mark.timeout(560)
-def test_program_averages_gradients_across_devices(child):
+@pytest.mark.parametrize("agent", ["dsac_t", "ppo"])
+def test_program_averages_gradients_across_devices(child, agent):
     info, _, _ = child
-    assert "all_reduce" in info["sac/collectives"]  # pmean / psum
-    assert "all_gather" in info["sac/collectives"]  # evaluation returns, the init key
+    assert "all-reduce" in info[f"{agent}/collectives"]  # pmean of gradients, psum of counts
+    assert "all-gather" in info[f"{agent}/collectives"]  # evaluation returns, the init key
 
 
 @pytest.mark.timeout(560)
@@ -123,9 +125,10 @@ def test_driver_trains_data_parallel_and_resumes(child):
     }
     rows = [json.loads(x) for x in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(arrays["sac/reference/step"])  # global env steps
-    # A complete data-parallel run resumes (from its checkpoint of every device's slice) to
-    # its saved result.
-    assert info["resumed_start_evaluation"] == len(rows)
+    # Resumed from the checkpoint after block 1 (every device's slice), the run ends as the
+    # one that never stopped.
+    assert info["resumed_start_evaluation"] == 1
+    assert "was trained data-parallel" in info["eval_refusal"]  # `rlx eval` refuses, clearly
     _assert_close(_group(arrays, "sac/resumed/"), _group(arrays, "sac/reference/"))
 
 
@@ -221,7 +224,7 @@ def test_collective_helpers_under_vmap_are_global_batch_statistics():
         with parallel.data_parallel("d"):
             return parallel.standardize(shard[:, 0]), update_running_stats(init_running_stats((3,)), shard)
 
-    z, stats = jax.vmap(per_device, axis_name="d")(x)
+    z, stats = jax.jit(jax.vmap(per_device, axis_name="d"))(x)
     col = flat[:, 0]
     np.testing.assert_allclose(z.reshape(-1), (col - col.mean()) / (col.std() + 1e-8), rtol=1e-5, atol=1e-5)
     full = update_running_stats(init_running_stats((3,)), flat)
@@ -240,7 +243,7 @@ def test_collective_helpers_under_vmap_are_global_batch_statistics():
             updates, _ = opt.update(jax.grad(loss)(w, rows), opt.init(w), w)
         return optax.apply_updates(w, updates)
 
-    sharded = jax.vmap(step, axis_name="d")(x)
+    sharded = jax.jit(jax.vmap(step, axis_name="d"))(x)
     opt = optax.adam(0.1)
     want = optax.apply_updates(w, opt.update(jax.grad(loss)(w, flat), opt.init(w), w)[0])
     np.testing.assert_allclose(sharded, jnp.broadcast_to(want, sharded.shape), rtol=1e-6)
@@ -275,18 +278,22 @@ def _spread(leaves):
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(x)[:1]))) for x in leaves)
 
 
-def _replication(before, state, learner_of, obs_of):
+def _replication(state, learner_of, obs_of):
     import jax
+    import optax
 
     learner = learner_of(state)
     leaves = jax.tree.leaves(learner)
-    first = [np.asarray(x)[0] for x in leaves]
+    adam = [s for s in jax.tree.leaves(learner, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)]
     obs = np.asarray(obs_of(state))
     return {
         "param_leaves": len(leaves),
         "max_param_spread": _spread(leaves),
-        "params_changed": any(
-            not np.allclose(a, np.asarray(b)[0]) for a, b in zip(first, jax.tree.leaves(learner_of(before)), strict=True)
+        # every optimizer took steps with non-zero gradients, so the parameters moved
+        "params_changed": bool(adam) and all(
+            int(np.asarray(s.count)[0]) > 0 and max(float(np.max(np.abs(m))) for m in jax.tree.leaves(s.mu)) > 0
+            for s in adam
         ),
         "obs_differ_across_devices": bool(np.any(np.abs(obs - obs[:1]) > 1e-6)),
         "state_devices": len(leaves[0].sharding.device_set),
@@ -303,8 +310,13 @@ def _child(out: Path) -> None:
     from rlx.agents import dsac_t, ppo, sac
     from rlx.core import parallel
     from rlx.core.running_stats import init_running_stats, update_running_stats
-    from rlx.run import resume_run, run, seed_keys
-    from rlx.run.mesh import DATA_AXIS, data_parallel_mesh, make_data_parallel_train
+    from rlx.run import CheckpointError, evaluate_run, resume_run, run, seed_keys
+    from rlx.run.mesh import (
+        DATA_AXIS,
+        data_parallel_mesh,
+        hlo_collectives,
+        make_data_parallel_train,
+    )
 
     info = {"device_count": jax.device_count()}
     saved = {}
@@ -323,19 +335,23 @@ def _child(out: Path) -> None:
     train = make_data_parallel_train(sac, sac_cfg, pendulum, pendulum_params)
     reference = jax.jit(train.reference)(key)
     save("sac/reference", reference.metrics)
-    info["sac/collectives"] = [op for op in ("all_reduce", "all_gather") if op in jax.jit(train).lower(key).as_text()]
-    before = jax.jit(train.init)(key)
     result = run(sac, sac_cfg, "gymnax/Pendulum-v1", env_kwargs={"max_steps_in_episode": 50}, data_parallel=True,
-                 out_dir=out / "run", progress=False, blocks_per_chunk=2)
+                 out_dir=out / "run", progress=False, checkpoint_every=1)
     save("sac/sharded", {k: v[0] for k, v in result.metrics.items()})  # SAC's sharded run is the driver's
     state = result.state.agent_state
-    checks = _replication(before, result.state, lambda s: s.agent_state.learner, lambda s: s.agent_state.obs)
+    checks = _replication(result.state, lambda s: s.agent_state.learner, lambda s: s.agent_state.obs)
     stats = state.env_state.obs_stats
     checks["obs_stats_spread"] = _spread(jax.tree.leaves(stats))
     checks["obs_stats_count"] = float(np.asarray(stats.count)[0])
     info["sac/replication"] = checks
     info["sac/env_steps"] = int(np.asarray(result.metrics["step"])[0, -1])
+    # As if stopped after the first of its two evaluation blocks: resume from checkpoint 1.
+    shutil.rmtree(out / "run" / "checkpoints" / "2")
     resumed = resume_run(out / "run", progress=False)
+    try:
+        evaluate_run(out / "run", episodes=2)
+    except CheckpointError as err:
+        info["eval_refusal"] = str(err)
     info["resumed_start_evaluation"] = resumed.start_evaluation
     save("sac/resumed", {k: v[0] for k, v in resumed.metrics.items()})
 
@@ -350,11 +366,12 @@ def _child(out: Path) -> None:
         ("ppo", ppo, ppo_cfg, pole, pole_params, lambda s: (s.agent_state.params, s.agent_state.opt_state)),
     ):
         train = make_data_parallel_train(agent, cfg, env, params)
-        before = jax.jit(train.init)(key)
-        sharded = jax.jit(train)(key)
+        compiled = jax.jit(train).lower(key).compile()
+        info[f"{name}/collectives"] = hlo_collectives(compiled)
+        sharded = compiled(key)
         save(f"{name}/sharded", sharded.metrics)
         save(f"{name}/reference", jax.jit(train.reference)(key).metrics)
-        info[f"{name}/replication"] = _replication(before, sharded.state, learner_of, lambda s: s.agent_state.obs)
+        info[f"{name}/replication"] = _replication(sharded.state, learner_of, lambda s: s.agent_state.obs)
 
     # One SAC critic step on a global batch of 64 split over 8 devices vs the full batch.
     mesh = data_parallel_mesh()

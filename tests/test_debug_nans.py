@@ -88,11 +88,8 @@ def test_run_stops_at_the_first_non_finite_metric_and_keeps_the_last_good_checkp
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [200, 300, 400]
     assert all(np.isfinite(v) for r in rows[:2] for k, v in r.items() if k.startswith(("loss/", "eval/")))
+    assert rows[2][found.metric] is None  # written as null: the evidence of what stopped the run
     assert not (out / "summary.json").exists()
-
-    # Without the guard the same run trains to the end (the guard is what stopped it).
-    result = run(PoisonedSAC(), config, "rlx/ProbeOneStep-v0", progress=False, debug_nans=False)
-    assert np.isnan(result.metrics["loss/critic"][0, -1])
 
 
 @pytest.mark.timeout(60)

@@ -142,6 +142,29 @@ def test_a_hand_written_env_passes_and_reports_its_signature():
     assert isinstance(signature.action_space, spaces.Box) and "final_observation" in signature.info_keys
 
 
+@struct.dataclass
+class SizedParams:
+    max_steps_in_episode: int = 10
+    size: int = 3
+
+
+class ShapeFromParams(GoodEnv):
+    """Uses a params field as a Python int (a shape): fine, since training closes over params."""
+
+    default_params = SizedParams()
+
+    def reset(self, key, params):
+        obs = jnp.zeros(params.size)
+        return obs, {"t": jnp.zeros((), jnp.int32), "x": obs}
+
+    def observation_space(self, params):
+        return spaces.Box(-jnp.inf, jnp.inf, (params.size,), jnp.float32)
+
+
+def test_params_used_as_python_values_are_not_refused():
+    assert check_env_contract(ShapeFromParams(), SizedParams(size=5)).obs_shape == (5,)
+
+
 @pytest.mark.parametrize(
     "name", ["gymnax/Pendulum-v1", "gymnax/CartPole-v1", "gymnax/MountainCarContinuous-v0",
              "rlx/KeyDoor-v0", "rlx/Household-v0", "rlx/PointMaze-v0"],

@@ -8,9 +8,10 @@
   descends from the one it is given, so a typed key in makes every key checked; a legacy key
   created inside the program would escape, and shows up in the jaxpr as ``random_wrap``, which
   the harness forbids.
-* Compile once: a chunked driver run of several chunks (two seeds, vmapped) traces ``update``
-  once and XLA compiles ``init`` once and the chunk once; ``jax.jit(train)`` traces the same
-  program for two keys.
+* Compile once: a chunked driver run of several chunks traces ``update`` once and XLA compiles
+  ``init`` once and the chunk once (the chunk's output state has exactly the types of its input,
+  so the one executable serves every chunk); ``jax.jit(train)`` traces the same program for two
+  keys.
 
 Extension point: ``SETUPS`` gives each agent a tiny config and an env. An agent without an entry
 gets an automatic one (config fields shrunk where they exist, the first env its ``check_env``
@@ -236,8 +237,8 @@ def test_compiles_once(name):
     num_evals = make_train(agent, config, env, params).schedule.num_evals
     assert num_evals >= 3, "the harness config should give several chunks"
     with _Compiles() as compiles:
-        result = run(counted, config, env, params, progress=False, blocks_per_chunk=1, num_seeds=2)
-    assert result.metrics["step"].shape == (2, num_evals)
+        result = run(counted, config, env, params, progress=False, blocks_per_chunk=1)
+    assert result.metrics["step"].shape == (1, num_evals)
     # init is traced twice: abstractly for the memory estimate (jax.eval_shape), then for jit.
     assert counted.traces["update"] == 1 and counted.traces["init"] <= 2, (
         f"{name}: traced {counted.traces} over {num_evals} chunks; the step must be traced once "
@@ -246,6 +247,19 @@ def test_compiles_once(name):
     big = [n for n in compiles.names if "lambda" in n or "init" in n]
     assert len(big) == 2, f"{name}: expected one compile of init and one of the chunk, got {compiles.names}"
     assert np.all(np.isfinite(result.metrics["eval/return_mean"]))
+
+    # Why one executable serves every chunk: its output state has exactly the input's types.
+    one = make_train(agent, config, env, params)
+    before = jax.eval_shape(one.init, jax.random.PRNGKey(0))
+    after, _ = jax.eval_shape(lambda s: one.run_blocks(s, 1), before)
+    assert jax.tree.structure(after) == jax.tree.structure(before)
+    drift = [
+        f"{jax.tree_util.keystr(path)}: {b.dtype}{list(b.shape)}{' weak' * b.weak_type} -> "
+        f"{a.dtype}{list(a.shape)}{' weak' * a.weak_type}"
+        for (path, b), a in zip(jax.tree_util.tree_flatten_with_path(before)[0], jax.tree.leaves(after), strict=True)
+        if (a.shape, a.dtype, a.weak_type) != (b.shape, b.dtype, b.weak_type)
+    ]
+    assert not drift, f"{name}: the state changes type across a chunk (the next chunk would recompile): {drift}"
 
     # The one-shot program does not depend on the key's value: two keys, one program.
     train = jax.jit(make_train(agent, config, env, params))

@@ -44,17 +44,19 @@ def test_device_memory_on_this_machine():
 
 @pytest.mark.timeout(120)
 def test_run_refuses_a_buffer_that_cannot_fit(tmp_path):
-    # 10^12 transitions of 32 bytes: 29 TiB, more than any device has. Nothing is allocated: the
-    # estimate comes from shapes alone, and the refusal comes before the run folder is created.
-    config = tiny_config(total_steps=10**12, buffer_size=10**12, eval_every=10**11)
+    # 64 seeds of 2e9 transitions of 32 bytes: 3.7 TiB on one device, more than any device has.
+    # Nothing is allocated: the estimate comes from shapes alone, and the refusal comes before
+    # the run folder is created.
+    config = tiny_config(total_steps=2 * 10**9, buffer_size=2 * 10**9, eval_every=10**8)
     out = tmp_path / "run"
     with pytest.raises(memory.MemoryEstimateError) as err:
-        run(sac, config, "rlx/ProbeOneStep-v0", out_dir=out, progress=False)
+        run(sac, config, "rlx/ProbeOneStep-v0", num_seeds=64, devices=1, out_dir=out, progress=False)
     message = str(err.value)
-    assert "the training state" in message and "needs an estimated 29.10 TiB" in message
-    assert "buffer 29.10 TiB" in message  # the part that is too large, named
+    assert "the training state" in message and "needs an estimated 3.73 TiB" in message
+    assert "59.60 GiB per run x 64 runs on one device; buffer 59.60 GiB" in message  # the largest part
     assert "free" in message and "on cpu:0" in message  # the device's free memory
-    assert "lower buffer_size (now 1,000,000,000,000)" in message
+    assert "lower buffer_size (now 2,000,000,000)" in message
+    assert "train fewer seeds at once (now 64)" in message
     assert not out.exists()
 
 

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.timeout(600)
 EXPECTED = {  # a line each notebook prints once it has trained and evaluated
     "quickstart.ipynb": "final evaluation return per seed",
     "dsac_t_vs_sac.ipynb": "DSAC-T  seed 1: Q(s0,a0)",
+    "gigpo_household.ipynb": "Episode ended after",
+    "reward_free_maze.ipynb": "planned return for goal",
 }
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 

@@ -129,3 +129,28 @@ def test_household_hides_unseen_objects():
     moved = sa.replace(location=(sa.location + 1) % env.num_receptacles)
     np.testing.assert_array_equal(obs_a, env.get_obs(moved))  # nothing seen yet
     assert "Task: put" in env.render_text(sa)
+
+
+def test_household_admissible_actions_match_the_invalid_flag_and_are_observed():
+    env, params = envs.make("rlx/Household-v0")
+    plain, _ = envs.make("rlx/Household-v0", show_admissible=False)
+
+    @jax.jit
+    def walk(key):
+        _, state = env.reset(key, params)
+
+        def body(state, k):
+            k_act, k_env = jax.random.split(k)
+            action = jax.random.randint(k_act, (), 0, env.num_actions)
+            mask = env.admissible(state)
+            obs, state, _, _, _, info = env.step(k_env, state, action, params)
+            return state, (mask, action, info["invalid_action"], obs)
+
+        return jax.lax.scan(body, state, jax.random.split(key, 40))[1]
+
+    mask, action, invalid, obs = jax.device_get(walk(jax.random.PRNGKey(4)))
+    np.testing.assert_array_equal(mask[np.arange(40), action], ~invalid)
+    assert invalid.any() and (~invalid).any()
+    assert obs.shape[-1] == envs.obs_shape(plain, params)[0] + env.num_actions
+    obs0, state0 = env.reset(jax.random.PRNGKey(4), params)
+    np.testing.assert_array_equal(np.asarray(obs0[-env.num_actions:]), np.asarray(env.admissible(state0), np.float32))

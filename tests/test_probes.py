@@ -101,6 +101,7 @@ def learned_values(name: str) -> dict[str, dict[int, float]]:
     values = np.asarray(jax.jit(jax.vmap(train_and_read, in_axes=(0, None)))(params, jax.random.PRNGKey(0)))
     out = {probe: dict(enumerate(map(float, v))) for probe, v in zip([*PROBE_NAMES, PLANTED], values, strict=True)}
     _CACHE[name] = out
+    print(f"probe values, {name}: " + "; ".join(f"{p}: {v}" for p, v in out.items()))  # pytest -s
     return out
 
 

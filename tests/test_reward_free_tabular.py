@@ -274,11 +274,10 @@ def test_generated_kernels_are_valid_and_the_env_truncates_at_the_horizon():
     env, params = rlx.envs.make("rlx/LinearMixtureMDP-v0", num_states=5, horizon=3)
     obs, state = env.reset(jax.random.PRNGKey(0), params)
     assert obs.shape == env.observation_space(params).shape
-    key = jax.random.PRNGKey(1)
+    step = jax.jit(env.step)
     for t in range(3):
-        key, k = jax.random.split(key)
         s = int(state.state)
-        obs, state, reward, terminated, truncated, info = env.step(k, state, 1, params)
+        obs, state, reward, terminated, truncated, info = step(jax.random.PRNGKey(t + 1), state, 1, params)
         assert float(reward) == pytest.approx(float(params.reward[s, 1]))
         assert not bool(terminated) and bool(truncated) == (t == 2)
     assert "rlx/TabularMDP-v0" in rlx.envs.registered_names()

@@ -17,6 +17,11 @@ One iteration (``algorithms.md`` 5.1-5.3):
 4. A = A^E + omega A^S, used by a clipped-ratio loss on every valid step with an entropy bonus
    and an optional k3 KL to a reference policy (the initial one). No critic.
 
+The rewards behind both levels may carry verl-agent's invalid-action penalty (a step the env
+flags in ``info["invalid_action"]`` loses ``invalid_penalty``; off by default, see the config).
+Observations may have any shape and dtype (vectors, MinAtar's boolean images): the policy
+flattens one observation, and anchor states compare all of its bits.
+
 Anchor grouping runs inside jit with static shapes: each observation's bits are hashed twice
 (two independent 32-bit hashes), the group's rows are sorted by (padding, hash1, hash2), and a
 new step group starts wherever two neighbours differ in *any observation bit* (not just in the
@@ -48,21 +53,27 @@ def _check_widths(v):
 # ---------------------------------------------------------------------------------------------
 @config_dataclass
 class GiGPOConfig(TrainConfig):
-    """Defaults: group size 8, gamma 0.95, omega 1, clip 0.2 (paper / verl-agent scripts);
-    F_norm = 1 (``normalize_std=False``, verl-agent's ``mean_norm`` default). The paper's KL
-    coefficient 0.01 is to a pretrained reference; here the reference would be a random initial
-    policy, so the default is 0 (set ``kl_coef`` to use it). Learning rate, epochs and network
-    sizes are rlx's, for small tabular-like tasks (the paper's 1e-6 is for an LLM)."""
+    """Defaults: group size 8, gamma 0.95, omega 1, clip 0.2 (paper / verl-agent scripts).
+
+    Chosen here, for a policy learnt from scratch on our envs (measured, README "GiGPO"):
+    8 groups of 30 steps per iteration (the paper: 16 x 50; more iterations per env step),
+    F_norm = std (``normalize_std=True``, verl-agent's ``mean_std_norm``; the code's function
+    default is ``mean_norm``), no invalid-action penalty (the paper's 0.1: with std
+    normalisation even 0.01 turns the groups without a success into "avoid invalid actions"
+    contests and the policy collapses onto always-valid moves), no KL (the paper's 0.01 is to a
+    pretrained reference; ours would be the random initial policy), sampled evaluation.
+    ``PRESETS["paper"]`` restores the paper's values. Learning rate, epochs and network sizes are
+    rlx's, for small tabular-like tasks (the paper's 1e-6 is for an LLM)."""
 
     total_steps: int = static(1_000_000, "environment steps in total (simulated, padding included)", low=1)
     num_envs: int = static(
-        16, "task instances (groups) per iteration; each is rolled out group_size times", low=1
+        8, "task instances (groups) per iteration; each is rolled out group_size times", low=1
     )
     eval_every: int = static(50_000, "environment steps between deterministic evaluations", low=1)
     eval_episodes: int = static(64, "episodes per evaluation (eval return = success rate on rlx envs)", low=1)
     group_size: int = static(8, "trajectories per task instance (N)", low=1)
     max_episode_steps: int = static(
-        50, "rollout length T; steps after an episode ends are padding, episodes longer are cut", low=1
+        30, "rollout length T; steps after an episode ends are padding, episodes longer are cut", low=1
     )
     update_epochs: int = static(4, "passes over each iteration's batch", low=1)
     num_minibatches: int = static(4, "minibatches per pass (must divide num_envs * group_size * T)", low=1)
@@ -74,7 +85,7 @@ class GiGPOConfig(TrainConfig):
         choices=("per_trajectory", "per_step_row"),
     )
     normalize_std: bool = static(
-        False, "divide relative advantages by the group std (mean_std_norm) or not (mean_norm)", choices=(False, True)
+        True, "divide relative advantages by the group std (mean_std_norm) or not (mean_norm)", choices=(False, True)
     )
     eval_policy: str = static(
         "sample", "evaluation actions: sampled from the policy, or its most likely action",
@@ -92,7 +103,7 @@ class GiGPOConfig(TrainConfig):
     ent_coef: float = tunable(0.01, "entropy bonus coefficient", low=0.0)
     kl_coef: float = tunable(0.0, "k3 KL coefficient to the reference (initial) policy", low=0.0)
     invalid_penalty: float = tunable(
-        0.1, "subtracted from a step's reward for the advantages when the env flags info['invalid_action']", low=0.0
+        0.0, "subtracted from a step's reward for the advantages when the env flags info['invalid_action']", low=0.0
     )
     max_grad_norm: float = tunable(0.5, "global gradient-norm clip", low=0.0, low_inclusive=False)
 
@@ -123,6 +134,18 @@ class GiGPOConfig(TrainConfig):
 
 
 Config = GiGPOConfig
+
+PRESETS = {
+    "paper": {
+        "_doc": "the paper's / verl-agent's ALFWorld values: 16 groups x 8, 50 steps, mean_norm, "
+        "invalid-action penalty 0.1, KL 0.01 to the (here: initial) reference",
+        "num_envs": 16,
+        "max_episode_steps": 50,
+        "normalize_std": False,
+        "invalid_penalty": 0.1,
+        "kl_coef": 0.01,
+    },
+}
 
 
 def check_env(config: GiGPOConfig, env, env_params) -> None:
@@ -174,9 +197,10 @@ def _fmix32(h: jax.Array) -> jax.Array:
 
 
 def observation_bits(obs: jax.Array) -> jax.Array:
-    """Each observation as a row of uint32 words (float32 bit patterns; -0.0 folded into +0.0),
-    so equality of rows is exact equality of observations."""
-    flat = obs.reshape(obs.shape[: obs.ndim - 1] + (-1,)) if obs.ndim else obs
+    """Observations (M, ...) of any shape and dtype (float, int, bool; vectors or images) as rows
+    (M, D) of uint32 words: the float32 bit patterns with -0.0 folded into +0.0, so equality of
+    rows is exact equality of observations."""
+    flat = obs.reshape(obs.shape[:1] + (-1,)) if obs.ndim else obs.reshape(1, 1)
     flat = flat.astype(jnp.float32) + 0.0
     return jax.lax.bitcast_convert_type(flat, jnp.uint32)
 
@@ -268,10 +292,11 @@ class GroupPGState:
     env_steps: jax.Array  # int32, simulated steps (padding included)
     iterations: jax.Array  # int32
     num_actions: int = struct.field(pytree_node=False, default=0)
+    obs_ndim: int = struct.field(pytree_node=False, default=1)  # rank of one observation
 
 
-def _policy_net(config: GiGPOConfig, num_actions: int) -> pg.CategoricalPolicy:
-    return pg.CategoricalPolicy(tuple(config.hidden_sizes), num_actions, config.activation)
+def _policy_net(config: GiGPOConfig, num_actions: int, obs_ndim: int = 1) -> pg.CategoricalPolicy:
+    return pg.CategoricalPolicy(tuple(config.hidden_sizes), num_actions, config.activation, obs_ndim)
 
 
 def observation_stats(state) -> None:
@@ -282,7 +307,8 @@ def init(config: GiGPOConfig, env, env_params, key) -> GroupPGState:
     num_actions = rlx_envs.action_dim(env.action_space(env_params))
     key, k_net, k_reset = jax.random.split(key, 3)
     obs, _ = env.reset(k_reset, env_params)
-    params = _policy_net(config, num_actions).init(k_net, jnp.asarray(obs, jnp.float32)[None])
+    obs_ndim = max(1, jnp.ndim(obs))
+    params = _policy_net(config, num_actions, obs_ndim).init(k_net, jnp.asarray(obs, jnp.float32)[None])
     opt = pg.make_optimizer(config.learning_rate, config.max_grad_norm)
     return GroupPGState(
         params=params,
@@ -292,16 +318,17 @@ def init(config: GiGPOConfig, env, env_params, key) -> GroupPGState:
         env_steps=jnp.int32(0),
         iterations=jnp.int32(0),
         num_actions=num_actions,
+        obs_ndim=obs_ndim,
     )
 
 
-def rollout(config: GiGPOConfig, env, env_params, params, num_actions: int, key):
+def rollout(config: GiGPOConfig, env, env_params, params, num_actions: int, key, obs_ndim: int = 1):
     """``num_envs`` groups x ``group_size`` trajectories of ``max_episode_steps`` steps.
 
     Returns a dict of arrays shaped (G, N, T, ...): obs, action, logp, reward, valid (the step
     belongs to the episode), invalid_action, terminated."""
     g, n, t = config.num_envs, config.group_size, config.max_episode_steps
-    net = _policy_net(config, num_actions)
+    net = _policy_net(config, num_actions, obs_ndim)
     k_tasks, k_steps = jax.random.split(key)
     reset_keys = jnp.repeat(jax.random.split(k_tasks, g), n, axis=0)  # same task within a group
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env_params)
@@ -332,10 +359,10 @@ def rollout(config: GiGPOConfig, env, env_params, params, num_actions: int, key)
     return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape((g, n, t) + x.shape[2:]), traj)
 
 
-def policy_loss(params, config: GiGPOConfig, num_actions: int, ref_params, batch):
+def policy_loss(params, config: GiGPOConfig, num_actions: int, ref_params, batch, obs_ndim: int = 1):
     """Clipped-ratio loss with entropy bonus and k3 KL, averaged with per-row weights (mask,
     or mask / trajectory length for ``trajectory_mean``)."""
-    net = _policy_net(config, num_actions)
+    net = _policy_net(config, num_actions, obs_ndim)
     logits = net.apply(params, batch["obs"])
     logp = pg.log_prob(logits, batch["action"])
     ratio = jnp.exp(logp - batch["logp"])
@@ -354,13 +381,18 @@ def policy_loss(params, config: GiGPOConfig, num_actions: int, ref_params, batch
     return loss, metrics
 
 
+def shaped_rewards(config: GiGPOConfig, reward: jax.Array, invalid_action: jax.Array) -> jax.Array:
+    """The rewards the advantages are computed from: r - invalid_penalty * [invalid action]
+    (verl-agent's invalid-action penalty). The env's reward, and so the reported success rate,
+    is left alone."""
+    return reward - config.invalid_penalty * invalid_action.astype(jnp.float32)
+
+
 def update(config: GiGPOConfig, env, env_params, state: GroupPGState):
     """One iteration: roll out the groups, compute A = A^E + omega A^S, then minibatch epochs."""
     key, k_roll, k_epochs = jax.random.split(state.key, 3)
-    traj = rollout(config, env, env_params, state.params, state.num_actions, k_roll)
-    # The penalty shapes the advantages only (verl-agent's invalid-action penalty); the env's
-    # reward, and so the success rate, is left alone.
-    shaped = traj["reward"] - config.invalid_penalty * traj["invalid_action"].astype(jnp.float32)
+    traj = rollout(config, env, env_params, state.params, state.num_actions, k_roll, state.obs_ndim)
+    shaped = shaped_rewards(config, traj["reward"], traj["invalid_action"])
     adv, diagnostics = advantages(config, traj["obs"], shaped, traj["valid"])
     valid = traj["valid"].astype(jnp.float32)
     if config.loss_aggregation == "trajectory_mean":
@@ -379,7 +411,9 @@ def update(config: GiGPOConfig, env, env_params, state: GroupPGState):
 
     def minibatch_step(carry, mb):
         params, opt_state = carry
-        grads, metrics = jax.grad(policy_loss, has_aux=True)(params, config, state.num_actions, state.ref_params, mb)
+        grads, metrics = jax.grad(policy_loss, has_aux=True)(
+            params, config, state.num_actions, state.ref_params, mb, state.obs_ndim
+        )
         updates, opt_state = opt.update(grads, opt_state, params)
         return (jax.tree.map(jnp.add, params, updates), opt_state), metrics
 
@@ -414,7 +448,7 @@ def make_policy(config: GiGPOConfig, state: GroupPGState, deterministic: bool = 
     training does (and as LLM agents are evaluated): on our envs an invalid action is a no-op
     that leaves the observation unchanged, so a greedy policy whose argmax there is invalid
     repeats it until the time limit, and greedy success says little about the policy."""
-    net = _policy_net(config, state.num_actions)
+    net = _policy_net(config, state.num_actions, state.obs_ndim)
     params = state.params
     greedy = deterministic and config.eval_policy == "greedy"
 

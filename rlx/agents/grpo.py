@@ -5,6 +5,7 @@ off, so every step of a trajectory gets its episode's group-relative advantage
 from __future__ import annotations
 
 from rlx.agents.gigpo import (  # noqa: F401  (the agent contract)
+    PRESETS,
     GiGPOConfig,
     GroupPGState,
     check_env,

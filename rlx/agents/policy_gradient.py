@@ -27,17 +27,26 @@ EPS_STD = 1e-6  # normaliser (std + eps) as in verl-agent (algorithms.md 5.3)
 # ---------------------------------------------------------------------------------------------
 # Networks and the categorical distribution
 # ---------------------------------------------------------------------------------------------
+def flatten_observation(obs: jax.Array, obs_ndim: int) -> jax.Array:
+    """Merge the last ``obs_ndim`` axes (one observation: a vector, or an image such as
+    MinAtar's 10 x 10 x C) into one feature axis; any leading axes are batch axes."""
+    batch = obs.shape[: obs.ndim - obs_ndim]
+    return obs.reshape(batch + (-1,)).astype(jnp.float32)
+
+
 class CategoricalPolicy(nn.Module):
     """Logits of a categorical policy: an MLP whose last layer starts near zero (so the first
-    policy is close to uniform, like PureJaxRL's 0.01-gain head)."""
+    policy is close to uniform, like PureJaxRL's 0.01-gain head). ``obs_ndim`` is the rank of one
+    observation (1 for vectors)."""
 
     hidden_sizes: Sequence[int]
     num_actions: int
     activation: str = "tanh"
+    obs_ndim: int = 1
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = obs.reshape(obs.shape[:-1] + (-1,)).astype(jnp.float32)
+        x = flatten_observation(obs, self.obs_ndim)
         for width in self.hidden_sizes:
             x = activation(self.activation)(nn.Dense(width, kernel_init=default_kernel_init)(x))
         head_init = nn.initializers.variance_scaling(1e-4, "fan_in", "uniform")
@@ -47,10 +56,11 @@ class CategoricalPolicy(nn.Module):
 class ValueNetwork(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
+    obs_ndim: int = 1
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = obs.reshape(obs.shape[:-1] + (-1,)).astype(jnp.float32)
+        x = flatten_observation(obs, self.obs_ndim)
         return MLP(tuple(self.hidden_sizes), 1, self.activation, default_kernel_init)(x)[..., 0]
 
 
@@ -108,6 +118,26 @@ def weighted_group_stats(values: jax.Array, weights: jax.Array, axis: int = -1):
     ss = jnp.sum(weights * (values - mean) ** 2, axis=axis, keepdims=True)
     std = jnp.sqrt(ss / jnp.maximum(count - 1.0, 1.0))
     return mean, std, count
+
+
+# ---------------------------------------------------------------------------------------------
+# Exploration bonus on a rollout (rlx.explore.intrinsic)
+# ---------------------------------------------------------------------------------------------
+def intrinsic_rollout_rewards(intrinsic, traj: dict, num_actions: int, key):
+    """Train an ``IntrinsicReward`` on a time-major rollout (T, N) and return
+    (intrinsic', rewards (T, N) = task_coef * r + bonus_coef * bonus, metrics). The bonus is that
+    of s -> s' with s' the true successor (``final_obs``); discrete actions go in one-hot."""
+    from rlx.core.types import Transition
+
+    shape = traj["reward"].shape
+    flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])  # noqa: E731
+    batch = Transition(
+        obs=flat(traj["obs"]), action=flat(jax.nn.one_hot(traj["action"], num_actions)),
+        reward=flat(traj["reward"]), next_obs=flat(traj["final_obs"]),
+        terminated=flat(traj["terminated"]).astype(jnp.float32), truncated=jnp.zeros(shape, jnp.float32).reshape(-1),
+    )
+    intrinsic, batch, metrics = intrinsic.relabel(batch, key)
+    return intrinsic, batch.reward.reshape(shape), metrics
 
 
 # ---------------------------------------------------------------------------------------------

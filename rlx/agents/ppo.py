@@ -42,6 +42,9 @@ class PPOConfig(TrainConfig):
     )
     activation: str = static("tanh", "hidden activation", choices=("relu", "tanh", "gelu", "silu", "elu"))
     anneal_lr: bool = static(False, "anneal the learning rate linearly to 0 over the run", choices=(False, True))
+    eval_policy: str = static(
+        "greedy", "evaluation actions: the policy's most likely action, or sampled", choices=("greedy", "sample")
+    )
 
     learning_rate: float = tunable(2.5e-4, "Adam learning rate", low=0.0, low_inclusive=False)
     gamma: float = tunable(0.99, "discount factor", low=0.0, high=1.0)
@@ -88,6 +91,7 @@ class PPOState:
     env_steps: jax.Array
     iterations: jax.Array
     num_actions: int = struct.field(pytree_node=False, default=0)
+    intrinsic: Any = None  # exploration bonus (rlx.explore.intrinsic.IntrinsicReward) or None
 
 
 def _networks(config: PPOConfig, num_actions: int):
@@ -156,6 +160,11 @@ def update(config: PPOConfig, env, env_params, state: PPOState):
         return (next_obs.astype(jnp.float32), env_state), out
 
     (obs, env_state), traj = jax.lax.scan(step, (state.obs, state.env_state), jax.random.split(k_roll, config.num_steps))
+    bonus_metrics = {}
+    if state.intrinsic is not None:  # exploration bonus: relabel the rollout, train the module on it
+        key, k_bonus = jax.random.split(key)
+        intrinsic, reward, bonus_metrics = pg.intrinsic_rollout_rewards(state.intrinsic, traj, state.num_actions, k_bonus)
+        state, traj = state.replace(intrinsic=intrinsic), {**traj, "reward": reward}
     values = critic.apply(state.params["critic"], traj["obs"])
     next_values = critic.apply(state.params["critic"], traj["final_obs"])  # true successors
     adv, targets = pg.gae(traj["reward"], values, next_values, traj["terminated"], traj["done"],
@@ -186,6 +195,7 @@ def update(config: PPOConfig, env, env_params, state: PPOState):
     )
     metrics = {
         **metrics,
+        **bonus_metrics,
         "value_mean": jnp.mean(values),
         "train/episode_return_sum": jnp.sum(traj["episode_return"]),
         "train/episodes": jnp.sum(traj["done"].astype(jnp.float32)),
@@ -196,13 +206,15 @@ def update(config: PPOConfig, env, env_params, state: PPOState):
 
 
 def make_policy(config: PPOConfig, state: PPOState, deterministic: bool = True):
-    """(obs, key) -> action; deterministic evaluation takes the argmax."""
+    """(obs, key) -> action; deterministic evaluation takes the argmax unless
+    ``eval_policy="sample"`` (see :func:`rlx.agents.gigpo.make_policy` for why one would)."""
     actor, _ = _networks(config, state.num_actions)
     params = state.params["actor"]
+    greedy = deterministic and config.eval_policy == "greedy"
 
     def policy(obs, key):
         logits = actor.apply(params, jnp.asarray(obs, jnp.float32))
-        return pg.greedy(logits) if deterministic else pg.sample(key, logits)
+        return pg.greedy(logits) if greedy else pg.sample(key, logits)
 
     return policy
 

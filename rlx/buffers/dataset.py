@@ -88,8 +88,14 @@ def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Transition:
 
 
 def to_device(dataset: Dataset, device=None) -> Dataset:
-    """The dataset's arrays on ``device`` (default: the first one), ready for compiled loops."""
-    return jax.device_put(Dataset(*(np.asarray(x) for x in dataset)), device)
+    """The dataset's arrays on ``device`` (default: the first one), ready for compiled loops.
+
+    A dataset larger than the device's free memory is refused before any of it is copied
+    (:func:`rlx.run.memory.device_put_checked`)."""
+    from rlx.run.memory import device_put_checked  # lazy: rlx.run imports the buffers
+
+    host = Dataset(*(np.asarray(x) for x in dataset))
+    return device_put_checked(host, f"the dataset ({host.observations.shape[0]:,} transitions)", device)
 
 
 def concatenate(datasets: Sequence[Dataset]) -> Dataset:

@@ -37,7 +37,12 @@ from flax import struct
 
 from rlx.core.config import ConfigError
 from rlx.core.networks import MLP, Ensemble
-from rlx.core.running_stats import RunningMeanStd, init_running_stats, normalize, update_running_stats
+from rlx.core.running_stats import (
+    RunningMeanStd,
+    init_running_stats,
+    normalize,
+    update_running_stats,
+)
 from rlx.core.types import Transition
 
 __all__ = [
@@ -164,6 +169,10 @@ class RND:
         target = jax.lax.stop_gradient(self._net().apply(state.target_params, x))
         return jnp.mean((target - self._net().apply(predictor_params, x)) ** 2, axis=-1)
 
+    def prediction_error(self, state: RNDState, batch: Transition) -> jax.Array:
+        """e(s') before the division by the running std: (B,)."""
+        return self._errors(state.predictor_params, state, batch.next_obs)
+
     def bonus(self, state: RNDState, batch: Transition) -> jax.Array:
         e = self._errors(state.predictor_params, state, batch.next_obs)
         return self.scale * e / (jnp.sqrt(state.error_moments.var) + 1e-8)
@@ -204,18 +213,25 @@ class ForwardModel(nn.Module):
 class DisagreementState:
     params: Any  # ensemble parameters, leading axis num_models
     opt_state: Any
+    moments: RewardMoments = None  # scale of the variance (when normalize_decay > 0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Disagreement:
     """bonus(s, a) = mean over obs dims of Var_k[f_k(s, a)] (unbiased, across the ensemble);
     every model regresses s' on the same minibatch with loss mean_k E_B ||s' - f_k(s, a)||_2
-    (the L2 norm, not squared, as URLB). No normalisation of the bonus."""
+    (the L2 norm, not squared, as URLB).
+
+    ``normalize_decay = 0`` is URLB's raw variance. Its scale is that of s' squared and shrinks
+    as the ensemble agrees (on the maze it fell from 1e-1 to 1e-3 within 1,000 updates, far below
+    SAC's entropy term, and the agent stalled), so by default the variance is divided by an
+    exponential moving average (decay 0.99) of its own std over minibatches, as RND's error is."""
 
     num_models: int = 5
     hidden_sizes: tuple[int, ...] = (256, 256)
     learning_rate: float = 3e-4
     scale: float = 1.0
+    normalize_decay: float = 0.99
     name: str = "disagreement"
 
     def __post_init__(self):
@@ -225,6 +241,8 @@ class Disagreement:
             ("hidden_sizes", self.hidden_sizes, _widths_ok(self.hidden_sizes), "a tuple of >= 1 positive ints"),
             ("learning_rate", self.learning_rate, self.learning_rate > 0, "> 0"),
             ("scale", self.scale, self.scale >= 0, ">= 0"),
+            ("normalize_decay", self.normalize_decay, 0.0 <= self.normalize_decay < 1.0,
+             "0 <= value < 1 (0: the raw variance, as URLB)"),
         ])
 
     def _ensemble(self, obs_dim: int) -> nn.Module:
@@ -234,15 +252,21 @@ class Disagreement:
         params = self._ensemble(obs_dim).init(
             key, jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1, action_dim), jnp.float32)
         )
-        return DisagreementState(params, _adam(self.learning_rate).init(params))
+        return DisagreementState(params, _adam(self.learning_rate).init(params), init_reward_moments())
 
     def predictions(self, params, batch: Transition) -> jax.Array:
         """(num_models, B, obs_dim)."""
         return self._ensemble(batch.obs.shape[-1]).apply(params, batch.obs, batch.action)
 
+    def variance(self, state: DisagreementState, batch: Transition) -> jax.Array:
+        """Mean over obs dims of the unbiased variance across the ensemble: (B,)."""
+        return jnp.mean(jnp.var(self.predictions(state.params, batch), axis=0, ddof=1), axis=-1)
+
     def bonus(self, state: DisagreementState, batch: Transition) -> jax.Array:
-        pred = self.predictions(state.params, batch)
-        return self.scale * jnp.mean(jnp.var(pred, axis=0, ddof=1), axis=-1)
+        v = self.variance(state, batch)
+        if self.normalize_decay > 0:
+            v = v / (jnp.sqrt(state.moments.var) + 1e-8)
+        return self.scale * v
 
     def update(self, state: DisagreementState, batch: Transition, key):
         del key
@@ -253,7 +277,10 @@ class Disagreement:
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = _adam(self.learning_rate).update(grads, state.opt_state, state.params)
-        state = DisagreementState(optax.apply_updates(state.params, updates), opt_state)
+        state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+        if self.normalize_decay > 0:
+            state = state.replace(moments=ema_reward_moments(state.moments, self.variance(state, batch),
+                                                             self.normalize_decay))
         return state, self.bonus(state, batch), {"intrinsic/loss": loss}
 
 

@@ -482,7 +482,8 @@ def plan(features: jax.Array, theta_hat: jax.Array, reward: Reward, horizon: int
     table (vmap over stacked tables to plan for many rewards at once).
     """
     S, A = features.shape[0], features.shape[1]
-    return value_iteration(estimated_kernel(features, theta_hat), reward_table(reward, S, A, horizon), horizon)
+    table = reward_table(reward, S, A, horizon)  # checked before anything is computed
+    return value_iteration(estimated_kernel(features, theta_hat), table, horizon)
 
 
 def policy_value(kernel: jax.Array, reward: jax.Array, policy: jax.Array, horizon: int) -> jax.Array:

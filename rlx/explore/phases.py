@@ -37,7 +37,7 @@ from rlx import envs as rlx_envs
 from rlx.buffers.dataset import Dataset, as_transitions
 from rlx.buffers.dataset import sample as sample_dataset
 from rlx.core.config import ConfigError
-from rlx.explore.intrinsic import IntrinsicReward, make_intrinsic
+from rlx.explore.intrinsic import make_intrinsic
 
 __all__ = [
     "ExplorationResult",

@@ -2,7 +2,7 @@
 
 from rlx.run.checkpoint import CheckpointError, EvalReport, TrainingInterrupted, evaluate_run
 from rlx.run.driver import RunResult, resume_run, run, seed_keys, summarize
-from rlx.run.mesh import RunsLayout, runs_layout
+from rlx.run.mesh import RunsLayout, make_data_parallel_train, runs_layout
 from rlx.run.sweep import SweepResult, grid, run_sweep
 from rlx.run.train import RunnerState, Schedule, TrainOutput, evaluate, make_train
 
@@ -19,6 +19,7 @@ __all__ = [
     "evaluate",
     "evaluate_run",
     "grid",
+    "make_data_parallel_train",
     "make_train",
     "resume_run",
     "run",

@@ -599,6 +599,11 @@ def load_trained_run(run_dir, evaluation: int | None = None) -> TrainedRun:
     from rlx.run.train import make_train
 
     spec = load_run_spec(run_dir)
+    if (spec.info.get("runs_layout") or {}).get("mode") == "data_parallel":
+        raise CheckpointError(
+            f"{spec.run_dir} was trained data-parallel (its checkpoints hold one slice per device); "
+            "evaluating such a run from its checkpoint is not supported yet: its metrics files hold its evaluations"
+        )
     env, env_params = rlx_envs.make(spec.env, **spec.env_kwargs)
     train = make_train(spec.agent, spec.config, env, env_params)
     with RunCheckpoints(spec.run_dir, write=False) as checkpoints:
@@ -615,18 +620,21 @@ def load_trained_run(run_dir, evaluation: int | None = None) -> TrainedRun:
     return TrainedRun(spec, env, env_params, restored, template, buffer_templates)
 
 
-def evaluate_run(run_dir, episodes: int = 100, *, seed: int = 0, evaluation: int | None = None) -> EvalReport:
+def evaluate_run(
+    run_dir, episodes: int = 100, *, seed: int = 0, evaluation: int | None = None, trained: TrainedRun | None = None
+) -> EvalReport:
     """Evaluate the latest checkpoint of ``run_dir`` (or checkpoint ``evaluation``).
 
     Each seed's deterministic policy runs ``episodes`` episodes in parallel, with the run's
     frozen observation statistics; every seed sees the same episodes (one evaluation key from
     ``seed``), so seeds differ only by their policies. The replay buffer is not read.
+    ``trained``: the run's checkpoint already restored (:func:`load_trained_run`).
     """
     from rlx.run.train import evaluate
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    trained = load_trained_run(run_dir, evaluation)
+    trained = trained or load_trained_run(run_dir, evaluation)
     spec, env, env_params, restored = trained.spec, trained.env, trained.env_params, trained.restored
     agent, config = spec.agent, spec.config
 

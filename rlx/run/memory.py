@@ -114,6 +114,8 @@ def _host_available() -> tuple[int | None, int | None, str]:
 def device_memory(device=None) -> DeviceMemory:
     """Free and total memory of ``device`` (default: the first local device)."""
     device = device or jax.local_devices()[0]
+    if not hasattr(device, "platform") and hasattr(device, "device_set"):  # a Sharding
+        device = sorted(device.device_set, key=lambda d: d.id)[0]
     name = f"{device.platform}:{device.id} ({device.device_kind})"
     stats = None
     try:
@@ -221,11 +223,11 @@ def _analysis_lines(title: str, fields: dict[str, int] | None) -> list[str]:
     lines = [f"  {title}:"]
     for field, label in _ANALYSIS_FIELDS:
         if field in fields:
-            lines.append(f"    {label:<28} {format_bytes(fields[field]):>14}")
+            lines.append(f"    {label:<40} {format_bytes(fields[field]):>14}")
     peak = fields.get("argument_size_in_bytes", 0) + fields.get("output_size_in_bytes", 0) - fields.get(
         "alias_size_in_bytes", 0
     ) + fields.get("temp_size_in_bytes", 0)
-    lines.append(f"    {'peak (args + outputs - aliased + temps)':<28} {format_bytes(peak):>14}")
+    lines.append(f"    {'peak (args + outputs - aliased + temps)':<40} {format_bytes(peak):>14}")
     return lines
 
 

@@ -67,6 +67,12 @@ def plot_learning_curve(
             steps, low, high, color="tab:blue", alpha=0.2, linewidth=0,
             label=f"{confidence:.0%} interval of the mean (t, {num_seeds} seeds)",
         )
+        # With few seeds the interval is wide (t_{0.975, 1} = 12.7 for two): keep the axes on
+        # the curves themselves and let the band run off the plot.
+        finite = returns[np.isfinite(returns)]
+        if finite.size:
+            pad = 0.08 * max(float(finite.max() - finite.min()), 1e-6)
+            ax.set_ylim(float(finite.min()) - pad, float(finite.max()) + pad)
     label = f"mean of {num_seeds} seeds" if num_seeds > 1 else "return"
     ax.plot(steps, mean, color="tab:blue", linewidth=2.0, label=label)
     ax.set_xlabel("environment steps")

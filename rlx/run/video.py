@@ -282,8 +282,8 @@ def _acrobot(s, p, caption):
 _KEYDOOR_COLORS = ((70, 70, 70), (150, 90, 40), (230, 190, 30), (60, 180, 75), (40, 90, 220))
 
 
-def _keydoor(env, s, p, caption):
-    layers = np.asarray(jax.device_get(env._layers(s)), bool)  # (H, W, channels)
+def _keydoor(env, layers_fn, s, p, caption):
+    layers = np.asarray(jax.device_get(layers_fn(s)), bool)  # (H, W, channels)
     rows, cols = layers.shape[:2]
     held = [k for k, h in enumerate(np.asarray(s.key_held)) if h]
     c = _Canvas((0, cols), (0, rows), f"{caption}\nkeys held {held}")
@@ -335,7 +335,8 @@ def frame_drawer(env) -> Callable[[Any, Any, str], np.ndarray]:
         if isinstance(env, cls):
             return draw
     if isinstance(env, KeyDoor):
-        return lambda state, params, caption: _keydoor(env, state, params, caption)
+        layers_fn = jax.jit(env._layers)  # compiled once per video, not op by op per frame
+        return lambda state, params, caption: _keydoor(env, layers_fn, state, params, caption)
     if isinstance(env, PointMaze):
         return lambda state, params, caption: _image_frame(
             draw_frame(env, np.asarray(state.position), int(params.goal_index),
@@ -445,10 +446,11 @@ def write_video(episode: Episode, path, *, fps: int | None = None, progress: boo
     if _is_brax(env):
         from brax.io import image
 
-        for state in _brax_pipeline_states(episode):
-            frames.append(np.asarray(image.render_array(env.brax_env.sys, state, _FRAME_PIXELS, _FRAME_PIXELS)))
-            if bar is not None:
-                bar.update(1)
+        # one MuJoCo renderer for the whole episode
+        rendered = image.render_array(env.brax_env.sys, _brax_pipeline_states(episode), _FRAME_PIXELS + _HEADER, _FRAME_PIXELS)
+        frames = [np.asarray(f, np.uint8)[..., :3] for f in rendered]
+        if bar is not None:
+            bar.update(n)
     else:
         draw = frame_drawer(env)
         total = 0.0

@@ -1,0 +1,202 @@
+"""Reward-free exploration: the maze, exploration that covers it, the dataset, relabelling, planning."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rlx.envs as rlx_envs
+from rlx.agents import ppo, sac
+from rlx.core.config import ConfigError
+from rlx.envs import maze
+from rlx.explore import intrinsic as I
+from rlx.explore import phases as P
+
+pytestmark = pytest.mark.timeout(400)
+
+EXPLORE_STEPS = 3_000  # one maze episode is 100 steps: 30 episodes, all from the start cell
+
+
+@pytest.fixture(scope="module")
+def four_rooms():
+    return rlx_envs.make("rlx/PointMaze-v0", layout="four_rooms")
+
+
+# ---- the maze ----------------------------------------------------------------------------------
+def test_maze_walls_hold_and_the_reward_is_the_goal_reward_function(four_rooms):
+    env, params = four_rooms
+    reward_fn = env.goal_reward(0, params.goal_radius)
+    data = P.random_dataset(jax.random.PRNGKey(0), env, params, 2_000)
+    pos = np.asarray(env.positions(data.next_observations))
+    cells = np.floor(pos).astype(int)
+    assert not env.walls_np[cells[:, 1], cells[:, 0]].any(), "a position inside a wall"
+    step = np.linalg.norm(np.asarray(env.positions(data.next_observations) - env.positions(data.observations)), axis=1)
+    assert step[~np.asarray(data.timeouts)].max() <= params.max_speed * math.sqrt(2) + 1e-5
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(reward_fn)(data.observations, data.actions, data.next_observations)), np.asarray(data.rewards)
+    )
+    # Truncation every 100 steps, never a termination.
+    assert np.asarray(data.timeouts).sum() == 2_000 // params.max_steps_in_episode
+    assert not np.asarray(data.terminals).any()
+
+
+def test_a_goal_reaching_policy_collects_the_env_reward():
+    env, params = rlx_envs.make("rlx/PointMaze-v0", layout="open", goal_index=0)
+    goal = np.asarray(env.goals[0])
+
+    def policy(obs, key):  # straight at the goal
+        return jnp.clip(jnp.asarray(goal) - env.positions(obs), -1.0, 1.0)
+
+    returns = P.evaluate_reward(policy, env, params, env.goal_reward(0), jax.random.PRNGKey(0), 2)
+    # 4 cells at 0.25 per step: inside the 0.5 radius after 14 steps, then there for the rest.
+    np.testing.assert_allclose(returns, [87.0, 87.0], atol=2.0)
+
+
+def test_coverage_and_visitation_entropy_are_exact(four_rooms):
+    env, _ = four_rooms
+    free = int((~env.walls_np).sum())
+    xy = np.array([[1.5, 1.5], [1.2, 1.7], [1.9, 1.1], [3.5, 2.5]])  # 3 visits in one cell, 1 in another
+    obs = np.asarray(env.observe(jnp.asarray(xy, jnp.float32)))
+    assert maze.coverage(env, obs) == pytest.approx(2 / free)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert maze.visitation_entropy(env, obs, normalized=False) == pytest.approx(h, rel=1e-6)
+    assert maze.visitation_entropy(env, obs) == pytest.approx(h / math.log(free), rel=1e-6)
+    assert maze.coverage(env, obs, resolution=2) == pytest.approx(4 / (4 * free))  # 4 distinct sub-cells
+    assert maze.draw_frame(env, xy[0]).shape == (env.height * 16, env.width * 16, 3)
+
+
+@pytest.mark.parametrize("kwargs, field", [({"goal_index": 7}, "goal_index"), ({"max_speed": 1.5}, "max_speed"),
+                                           ({"layout": "nowhere"}, "layout"), ({"speed": 1}, "speed")])
+def test_bad_maze_settings_are_refused(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        rlx_envs.make("rlx/PointMaze-v0", **kwargs)
+
+
+# ---- exploration covers the maze better than a random policy -----------------------------------
+def _explore_config(**kw):
+    return P.exploration_config(total_steps=EXPLORE_STEPS, learning_starts=500, eval_every=500, eval_episodes=1,
+                                hidden_sizes=(32, 32), batch_size=64, **kw)
+
+
+TINY_MODULES = {
+    "rnd": I.RND(hidden_sizes=(32, 32), embed_dim=16),
+    "disagreement": I.Disagreement(hidden_sizes=(32, 32)),
+    "apt": I.APT(representation="obs"),
+}
+
+
+@pytest.fixture(scope="module")
+def random_baseline(four_rooms):
+    env, params = four_rooms
+    data = P.random_dataset(jax.random.PRNGKey(0), env, params, EXPLORE_STEPS)
+    obs = data.next_observations
+    return maze.coverage(env, obs, 2), maze.visitation_entropy(env, obs, 2)
+
+
+@pytest.fixture(scope="module")
+def explored(four_rooms):
+    env, params = four_rooms
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = P.explore(jax.random.PRNGKey(0), sac, _explore_config(), env, params, TINY_MODULES[name])
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", sorted(TINY_MODULES))
+def test_intrinsic_exploration_covers_more_than_random(name, explored, random_baseline, four_rooms):
+    env, _ = four_rooms
+    result = explored(name)
+    obs = result.dataset.next_observations
+    cov, ent = maze.coverage(env, obs, 2), maze.visitation_entropy(env, obs, 2)
+    random_cov, random_ent = random_baseline
+    assert cov >= 1.3 * random_cov, (name, cov, random_cov)
+    assert ent > random_ent + 0.03, (name, ent, random_ent)
+    assert np.isfinite(result.metrics["intrinsic/bonus_mean"]).all()
+
+
+def test_the_dataset_holds_every_step_in_order(explored, four_rooms):
+    _, params = four_rooms
+    data = explored("apt").dataset
+    assert data.size == EXPLORE_STEPS
+    obs, next_obs, timeouts = (np.asarray(x) for x in (data.observations, data.next_observations, data.timeouts))
+    assert timeouts.sum() == EXPLORE_STEPS // params.max_steps_in_episode
+    cont = ~timeouts[:-1]  # within an episode, s'_t is s_{t+1}
+    np.testing.assert_array_equal(next_obs[:-1][cont], obs[1:][cont])
+
+
+def test_relabelling_recomputes_every_reward_from_the_function(explored):
+    data = explored("apt").dataset
+
+    def reward_fn(s, a, s2):
+        return jnp.sum(s2 * jnp.array([2.0, -1.0])) - 0.5 * jnp.sum(a**2) + s[0]
+
+    labelled = P.relabel(data, reward_fn)
+    s, a, s2 = (np.asarray(x, np.float64) for x in (data.observations, data.actions, data.next_observations))
+    expected = s2 @ np.array([2.0, -1.0]) - 0.5 * (a**2).sum(1) + s[:, 0]
+    np.testing.assert_allclose(np.asarray(labelled.rewards), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(labelled.timeouts), np.asarray(data.timeouts))
+    with pytest.raises(ValueError, match="one scalar per transition"):
+        P.relabel(data, lambda s, a, s2: s2)
+
+
+@pytest.mark.timeout(300)
+def test_plan_reaches_a_goal_chosen_after_exploration(explored, four_rooms):
+    env, params = four_rooms
+    data = explored("apt").dataset
+    pos = np.asarray(env.positions(data.next_observations))
+    dist = np.linalg.norm(pos - np.asarray(env.start), axis=1)
+    goal = tuple(float(v) for v in pos[np.argsort(dist)[int(0.75 * len(dist))]])  # far, but visited
+    assert np.linalg.norm(np.array(goal) - np.asarray(env.start)) > 1.5
+    reward_fn = env.goal_reward(goal)
+    config = sac.SACConfig(hidden_sizes=(64, 64), batch_size=128, total_steps=10_000)
+    result = P.plan(data, reward_fn, jax.random.PRNGKey(1), config=config, num_updates=3_000, num_logs=3)
+    returns = P.evaluate_reward(result.policy, env, params, reward_fn, jax.random.PRNGKey(2), 8)
+
+    def uniform(obs, key):
+        return jax.random.uniform(key, obs.shape[:-1] + (2,), minval=-1.0, maxval=1.0)
+
+    random_returns = P.evaluate_reward(uniform, env, params, reward_fn, jax.random.PRNGKey(2), 8)
+    assert returns.mean() >= 20.0 and returns.mean() > random_returns.mean() + 15.0, (returns, random_returns)
+
+
+# ---- the protocol pieces -----------------------------------------------------------------------
+def test_explore_refuses_settings_that_would_lose_data_before_compiling(four_rooms):
+    env, params = four_rooms
+    with pytest.raises(ConfigError, match="normalize_observations"):
+        P.explore(jax.random.PRNGKey(0), sac, _explore_config(normalize_observations=True), env, params, I.APT())
+    rounded = P.exploration_config(total_steps=2_200, learning_starts=500, eval_every=500)
+    with pytest.raises(ConfigError, match="e.g. 2000"):
+        P.explore(jax.random.PRNGKey(0), sac, rounded, env, params, I.APT())
+    with pytest.raises(ConfigError, match="bonus_coef"):
+        P.with_intrinsic(sac, I.APT(), bonus_coef=-1.0)
+
+
+def test_finetuning_starts_from_the_pretrained_learner(four_rooms):
+    env, params = four_rooms
+    config = P.exploration_config(total_steps=200, learning_starts=100, eval_every=100, hidden_sizes=(8,), batch_size=8)
+    pretrained = sac.init_learner(config, jnp.zeros((1, 2)), 2, jax.random.PRNGKey(7))
+    wrapped = P.WithIntrinsic(sac, None, task_coef=1.0, bonus_coef=0.0, initial_learner=pretrained)
+    state = wrapped.init(config, env, params, jax.random.PRNGKey(0))
+    for a, b in zip(jax.tree.leaves(state.learner), jax.tree.leaves(pretrained), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert state.intrinsic is None and int(state.buffer.size) == 100  # warm-up on the task
+
+
+@pytest.mark.timeout(200)
+def test_a_bonus_plugs_into_ppo_without_touching_it():
+    from rlx.run import make_train
+
+    env, params = rlx_envs.make("gymnax/CartPole-v1")
+    config = ppo.PPOConfig(total_steps=128, num_envs=2, num_steps=16, num_minibatches=2, update_epochs=1,
+                           eval_every=64, eval_episodes=1, hidden_sizes=(16,))
+    agent = P.with_intrinsic(ppo, I.RND(hidden_sizes=(16,), embed_dim=8), task_coef=1.0, bonus_coef=0.5)
+    out = jax.jit(make_train(agent, config, env, params))(jax.random.PRNGKey(0))
+    assert np.isfinite(np.asarray(out.metrics["intrinsic/bonus_mean"])).all()
+    assert int(out.state.agent_state.intrinsic.state.obs_stats.count) == 128  # trained on every rollout row

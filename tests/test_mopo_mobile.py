@@ -1,0 +1,191 @@
+"""MOPO and MOBILE: penalties by hand (algorithms.md 3.6), data mixing, input checks, and
+learning: MOPO beats behaviour cloning on a medium Pendulum dataset."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import rlx.envs
+from rlx.agents import get_agent, mobile, model_based, mopo
+from rlx.core.config import ConfigError
+from rlx.core.networks import MLP
+from rlx.models import ensemble as ens
+from rlx.models.ensemble import Prediction
+from rlx.run import make_train
+from rlx.run.train import evaluate
+
+ENV = "gymnax/Pendulum-v1"
+
+# Small but real: the ensemble and SAC of the defaults, scaled down for a 2-core CPU.
+SMALL = dict(
+    eval_every=2_000, rollout_freq=250, rollout_batch_size=1_000, hidden_sizes=(64, 64),
+    model_hidden_sizes=(64, 64), ensemble_size=5, num_elites=3, model_min_steps_per_epoch=100,
+    model_max_epochs=40, eval_episodes=10,
+)
+
+
+# ------------------------------------------------------------------------------------------
+# Known values
+# ------------------------------------------------------------------------------------------
+def _prediction(stds_obs, stds_reward, reward=None):
+    e, b = len(stds_obs), 1
+    obs_std = jnp.asarray(stds_obs, jnp.float32).reshape(e, b, -1)
+    return Prediction(
+        obs=jnp.zeros((b, obs_std.shape[-1])), action=jnp.zeros((b, 1)),
+        next_obs_mean=jnp.zeros_like(obs_std), next_obs_std=obs_std,
+        reward_mean=jnp.zeros((e, b)) if reward is None else jnp.full((e, b), reward),
+        reward_std=jnp.asarray(stds_reward, jnp.float32).reshape(e, b),
+        termination_prob=None, elites=jnp.arange(1),  # the penalty ignores the elites
+    )
+
+
+def test_mopo_penalty_by_hand():
+    # two members with per-dim stds (3, 4) and (1, 1): norms 5 and 1.414 -> u = 5
+    pred = _prediction([[3.0], [1.0]], [4.0, 1.0])
+    assert float(mopo.uncertainty_penalty(pred)[0]) == pytest.approx(5.0)
+    assert float(mopo.penalized_reward(jnp.float32(2.0), pred, 0.5)[0]) == pytest.approx(-0.5)
+    # the max runs over all members, not only the elites (elites = [0] here either way)
+    pred = _prediction([[1.0], [3.0]], [1.0, 4.0])
+    assert float(mopo.uncertainty_penalty(pred)[0]) == pytest.approx(5.0)
+
+
+def test_mobile_penalty_is_the_unbiased_std_over_elites():
+    u = mobile.penalty_from_elite_values(jnp.array([[1.0], [2.0], [3.0]]))
+    assert float(u[0]) == pytest.approx(1.0)  # population std would be 0.8165
+    assert float(jnp.std(jnp.array([1.0, 2.0, 3.0]))) == pytest.approx(0.8165, abs=1e-4)
+
+
+def test_mixed_batch_and_schedule():
+    config = mopo.MOPOConfig()
+    assert (config.model_batch_size_real, config.model_rows) == (12, 244)
+    assert config.model_buffer_capacity == 50_000 * 5 * 5
+    assert config.env_steps_per_iteration == 1_000 and config.warmup_env_steps == 0
+    assert mobile.MOBILEConfig().total_steps == 3_000_000
+    cfg = mobile.MOBILEConfig(total_steps=10_000, rollout_freq=1_000)
+    assert float(mobile.actor_learning_rate(cfg, 0)) == pytest.approx(1e-4)
+    assert float(mobile.actor_learning_rate(cfg, 5_000)) == pytest.approx(0.5e-4)
+    assert float(mobile.actor_learning_rate(cfg, 9_999)) == pytest.approx(1e-4 * 0.5 * (1 + np.cos(np.pi * 0.9)))
+
+
+def test_presets_are_valid_configs():
+    assert mopo.PRESETS["hopper-medium"]["penalty_coef"] == 5.0
+    for module in (mopo, mobile):
+        for name, values in module.PRESETS.items():
+            module.Config().override(**{k: v for k, v in values.items() if not k.startswith("_")})
+            assert name.split("-")[0] in ("halfcheetah", "hopper", "walker2d")
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="eval_every"):
+        mopo.MOPOConfig(eval_every=1_500).validate()
+    with pytest.raises(ConfigError, match="num_envs"):
+        mopo.MOPOConfig(num_envs=4).validate()
+    with pytest.raises(ConfigError, match="num_elites"):
+        mobile.MOBILEConfig(num_elites=1).validate()
+    with pytest.raises(ConfigError, match="--dataset"):
+        get_agent("mopo").check_env(None, None, None)
+
+
+# ------------------------------------------------------------------------------------------
+# A medium Pendulum dataset (rlx's own recipe), the dynamics, and behaviour cloning
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def medium():
+    from rlx.run.collect import collect
+
+    out = collect(
+        ENV, "medium", size=10_000, seed=0, expert_steps=8_000, config={"hidden_sizes": (64, 64)},
+        num_envs=10, reference_episodes=10, progress=False,
+    )
+    dataset, info = out["medium"]
+    config = mopo.MOPOConfig(total_steps=2_000, **SMALL)
+    dynamics, _ = ens.train_dynamics(
+        dataset, config.dynamics_config(), jax.random.PRNGKey(0), termination="never", progress=False
+    )
+    return dataset, info, dynamics
+
+
+def behaviour_cloning_return(dataset, env, env_params, steps=3_000) -> float:
+    """tanh-MLP regressed on the dataset's actions (MSE, Adam 1e-3), deterministic evaluation."""
+    net = MLP((64, 64), dataset.actions.shape[-1])
+    opt = optax.adam(1e-3)
+    obs, actions = jnp.asarray(dataset.observations), jnp.asarray(dataset.actions)
+
+    @jax.jit
+    def fit(key):
+        k_init, k_steps, k_eval = jax.random.split(key, 3)
+        params = net.init(k_init, obs[:1])
+
+        def step(carry, k):
+            params, state = carry
+            idx = jax.random.randint(k, (256,), 0, obs.shape[0])
+            grads = jax.grad(lambda p: jnp.mean((jnp.tanh(net.apply(p, obs[idx])) - actions[idx]) ** 2))(params)
+            updates, state = opt.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(k_steps, steps))
+        return jnp.mean(evaluate(lambda o, k: jnp.tanh(net.apply(params, o)), env, env_params, k_eval, 20))
+
+    return float(fit(jax.random.PRNGKey(0)))
+
+
+@pytest.mark.timeout(900)
+def test_mopo_beats_behaviour_cloning_on_medium_pendulum(medium):
+    dataset, info, dynamics = medium
+    env, env_params = rlx.envs.make(ENV)
+    bc = behaviour_cloning_return(dataset, env, env_params)
+    config = mopo.MOPOConfig(total_steps=20_000, rollout_length=5, penalty_coef=1.0, **SMALL)
+    agent = mopo.agent(dataset, dynamics, config=config, info=info)
+    out = jax.jit(make_train(agent, config, env, env_params))(jax.random.PRNGKey(0))
+    metrics = jax.device_get(out.metrics)
+    returns = metrics["eval/return_mean"]
+    np.testing.assert_array_equal(metrics["step"], np.arange(1, 11) * 2_000)  # gradient steps
+    final = float(np.mean(returns[-2:]))
+    assert final > bc + 100, f"MOPO {returns} vs behaviour cloning {bc:.1f} (data policy {info.policy_return:.1f})"
+    # the normalized score of the same episodes, from the dataset's reference returns
+    expected = 100 * (returns - info.random_return) / (info.expert_return - info.random_return)
+    np.testing.assert_allclose(metrics["eval/normalized_score"], expected, rtol=1e-4, atol=1e-3)
+    assert np.all(metrics["model/penalty"] > 0)
+
+
+@pytest.mark.timeout(600)
+def test_mobile_trains_and_penalizes_model_rows(medium):
+    dataset, info, dynamics = medium
+    env, env_params = rlx.envs.make(ENV)
+    config = mobile.MOBILEConfig(total_steps=2_000, rollout_length=1, **SMALL)
+    agent = mobile.agent(dataset, dynamics, config=config, info=info)
+    out = jax.jit(make_train(agent, config, env, env_params))(jax.random.PRNGKey(1))
+    metrics = jax.device_get(out.metrics)
+    assert np.all(np.isfinite(metrics["eval/return_mean"]))
+    assert np.all(metrics["mobile/penalty"] > 0)
+    assert np.all(metrics["alpha"] <= 1.0 + 1e-6)
+    # identical elites agree: no Bellman inconsistency
+    same = dynamics.replace(elites=jnp.zeros_like(dynamics.elites))
+    learner = out.state.agent_state.learner
+    obs, act = jnp.asarray(dataset.observations[:32]), jnp.asarray(dataset.actions[:32])
+    u_same = mobile.bellman_inconsistency(config, same.replace(params=_no_noise(same.params)), learner, obs, act, jax.random.PRNGKey(2), 1)
+    u = mobile.bellman_inconsistency(config, dynamics, learner, obs, act, jax.random.PRNGKey(2), 1)
+    assert float(jnp.max(u_same)) < 1e-3 < float(jnp.mean(u))
+
+
+def _no_noise(params):
+    """Log-variances pinned at a tiny value: samples equal the means."""
+    return {**params, "max_logvar": jnp.full_like(params["max_logvar"], -30.0), "min_logvar": jnp.full_like(params["min_logvar"], -40.0)}
+
+
+def test_env_must_match_the_dataset(medium):
+    dataset, info, dynamics = medium
+    env, env_params = rlx.envs.make("gymnax/MountainCarContinuous-v0")
+    agent = mopo.agent(dataset, dynamics, config=mopo.MOPOConfig(**SMALL))
+    with pytest.raises(ConfigError, match="observations of size 3"):
+        make_train(agent, mopo.MOPOConfig(**SMALL), env, env_params)
+    scaled = dataset._replace(actions=dataset.actions * 2.0)
+    agent = mopo.agent(scaled, dynamics, config=mopo.MOPOConfig(**SMALL))
+    env, env_params = rlx.envs.make(ENV)
+    with pytest.raises(ConfigError, match=r"\[-1, 1\]"):
+        make_train(agent, mopo.MOPOConfig(**SMALL), env, env_params)
+    assert isinstance(agent, model_based.OfflineAgent)
