@@ -94,8 +94,7 @@ def main(argv=None):
 
     # Planning for goals chosen after exploration, from one dataset, no env interaction.
     data = datasets[args.plan_module]
-    plan_config = sac.SACConfig(hidden_sizes=(128, 128) if not args.quick else (64, 64), batch_size=256,
-                                total_steps=plan_updates)
+    plan_config = P.planning_config(hidden_sizes=(128, 128) if not args.quick else (64, 64), batch_size=256)
     pos = np.asarray(env.positions(data.next_observations))
     dist = np.linalg.norm(pos - np.asarray(env.start), axis=1)
     goals = {f"layout goal {i}": tuple(map(float, g)) for i, g in enumerate(np.asarray(env.goals))}

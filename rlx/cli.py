@@ -66,7 +66,7 @@ def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
         "--blocks-per-chunk", type=int, default=1,
         help="evaluation blocks per compiled call between host I/O (default: %(default)s)",
     )
-    run.add_argument("--devices", type=int, default=None, help="spread the runs (seeds, sweep points) over at most this many devices (default: all visible)")
+    run.add_argument("--devices", type=int, default=None, help="spread the runs (seeds, sweep points) over at most this many devices; with --data-parallel, the devices that share the one agent (default: all visible)")
     run.add_argument("--distributed", action="store_true", help="one process per host: call jax.distributed.initialize() first (see README)")
     if getattr(agent, "DATA_PARALLEL", False):
         run.add_argument(

@@ -18,7 +18,7 @@ from rlx.run.logging import OutputDirError
 pytestmark = pytest.mark.timeout(400)
 
 ENV = "gymnax/Pendulum-v1"
-SIZE = 4_000  # 10 envs x 400 steps: two whole 200-step episodes per env
+SIZE = 8_000  # 10 envs x 800 steps: four whole 200-step episodes per env
 NUM_ENVS = 10
 
 
@@ -28,7 +28,7 @@ def ref():
     # every 500 steps give the medium pick a fine grid.
     return C.train_reference_policies(
         ENV, seed=0, expert_steps=10_000, config={"hidden_sizes": (64, 64), "eval_every": 500},
-        reference_episodes=32, progress=False,
+        reference_episodes=64, progress=False,
     )
 
 
@@ -45,7 +45,7 @@ def test_kinds_are_ordered_random_medium_expert(ref, data):
     means = {}
     for kind, (dataset, info) in data.items():
         returns = ds.episode_returns(dataset)
-        assert returns.size == 20 and dataset.size == SIZE
+        assert returns.size == 40 and dataset.size == SIZE
         means[kind] = returns.mean()
         assert info.kind == kind and info.policy_return == ref.policy_return(kind)
         assert (info.random_return, info.expert_return) == (ref.random_return, ref.expert_return)

@@ -39,7 +39,7 @@ def child(tmp_path_factory):
         "MPLBACKEND": "Agg",
     }
     proc = subprocess.run(
-        [sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=500
+        [sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=560
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     info = json.loads((out / "info.json").read_text())
@@ -57,13 +57,13 @@ def _assert_close(a, b):
         np.testing.assert_allclose(a[k], b[k], err_msg=k, equal_nan=True, **TOL)
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 def test_child_sees_eight_devices(child):
     info, _, _ = child
     assert info["device_count"] == NUM_DEVICES
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 @pytest.mark.parametrize("agent", ["sac", "dsac_t", "ppo"])
 def test_sharded_training_equals_single_device_reference(child, agent):
     _, arrays, _ = child
@@ -72,7 +72,7 @@ def test_sharded_training_equals_single_device_reference(child, agent):
     assert np.all(np.isfinite(sharded["eval/return_mean"]))
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 @pytest.mark.parametrize("agent", ["sac", "dsac_t", "ppo"])
 def test_parameters_stay_replicated_and_data_differs(child, agent):
     info, _, _ = child
@@ -84,7 +84,7 @@ def test_parameters_stay_replicated_and_data_differs(child, agent):
     assert checks["state_devices"] == NUM_DEVICES  # the state really lives on 8 devices
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 def test_sac_observation_statistics_are_global(child):
     info, _, _ = child
     checks = info["sac/replication"]
@@ -93,7 +93,7 @@ def test_sac_observation_statistics_are_global(child):
     assert checks["obs_stats_count"] == 8 + info["sac/env_steps"]
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 def test_first_gradient_step_equals_full_batch_gradient(child):
     info, arrays, _ = child
     np.testing.assert_allclose(info["grad/sharded_loss"], info["grad/full_loss"], rtol=1e-5)
@@ -101,13 +101,13 @@ def test_first_gradient_step_equals_full_batch_gradient(child):
     assert info["grad/params_moved"]
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 def test_running_stats_of_shards_equal_full_batch(child):
     _, arrays, _ = child
     _assert_close(_group(arrays, "stats/sharded/"), _group(arrays, "stats/full/"))
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 @pytest.mark.parametrize("agent", ["dsac_t", "ppo"])
 def test_program_averages_gradients_across_devices(child, agent):
     info, _, _ = child
@@ -115,7 +115,7 @@ def test_program_averages_gradients_across_devices(child, agent):
     assert "all-gather" in info[f"{agent}/collectives"]  # evaluation returns, the init key
 
 
-@pytest.mark.timeout(560)
+@pytest.mark.timeout(590)
 def test_driver_trains_data_parallel_and_resumes(child):
     info, arrays, out = child
     config = json.loads((out / "run" / "config.json").read_text())

@@ -13,7 +13,8 @@
   so the one executable serves every chunk); ``jax.jit(train)`` traces the same program for two
   keys.
 
-Extension point: ``SETUPS`` gives each agent a tiny config and an env. An agent without an entry
+Extension point: ``SETUPS`` gives each agent a tiny config and an env (offline agents: a random
+dataset and an untrained dynamics ensemble, ``offline_setup``). An agent without an entry
 gets an automatic one (config fields shrunk where they exist, the first env its ``check_env``
 accepts); an agent that needs inputs no env provides (an offline dataset) goes into
 ``NEEDS_INPUTS`` with the reason, and is skipped with it.
@@ -25,6 +26,7 @@ import dataclasses
 
 import jax
 import jax.extend
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -66,6 +68,44 @@ SETUPS: dict[str, Setup] = {
 # Agents whose training needs inputs that an environment alone does not give: name -> reason.
 NEEDS_INPUTS: dict[str, str] = {}
 
+# Offline agents train from a dataset and a dynamics ensemble: a random Pendulum-shaped dataset
+# and an untrained ensemble suffice to trace and compile their training program.
+_OFFLINE = {
+    "total_steps": 24, "eval_every": 8, "rollout_freq": 8, "rollout_batch_size": 8, "rollout_length": 2,
+    "model_retain_epochs": 1, "batch_size": 20, "hidden_sizes": (8,), "ensemble_size": 3, "num_elites": 2,
+    "model_hidden_sizes": (8,), "eval_episodes": 2,
+}
+OFFLINE_AGENTS = {"mopo", "mobile"}
+
+
+def offline_setup(name: str):
+    from rlx.buffers.dataset import Dataset
+    from rlx.models import ensemble as ens
+    from rlx.models import termination
+
+    agent_module = get_agent(name)
+    config = agent_module.Config().override(**_OFFLINE)
+    env, params = rlx.envs.make("gymnax/Pendulum-v1", max_steps_in_episode=20)
+    rng = np.random.default_rng(0)
+    rows, obs_dim, act_dim = 64, 3, 1
+    dataset = Dataset(
+        observations=rng.normal(size=(rows, obs_dim)).astype(np.float32),
+        actions=rng.uniform(-1, 1, size=(rows, act_dim)).astype(np.float32),
+        rewards=rng.normal(size=rows).astype(np.float32),
+        next_observations=rng.normal(size=(rows, obs_dim)).astype(np.float32),
+        terminals=np.zeros(rows, np.float32),
+        timeouts=np.zeros(rows, np.float32),
+    )
+    rule = termination.rule_for_env("gymnax/Pendulum-v1")
+    dyn_config = config.dynamics_config()
+    dynamics = ens.Dynamics(
+        params=ens.init_params(jax.random.PRNGKey(0), dyn_config, obs_dim + act_dim, obs_dim + 1, rule == "learned"),
+        input_mean=jnp.zeros(obs_dim + act_dim), input_std=jnp.ones(obs_dim + act_dim),
+        elites=jnp.arange(dyn_config.num_elites, dtype=jnp.int32), holdout_mse=jnp.zeros(dyn_config.ensemble_size),
+        termination=rule,
+    )
+    return agent_module.agent(dataset, dynamics, config=config), config, env, params
+
 # For agents without an entry: shrink these fields where the config has them.
 _SHRINK = {
     "total_steps": 256, "learning_starts": 32, "batch_size": 8, "hidden_sizes": (8,), "eval_every": 64,
@@ -79,6 +119,8 @@ def setup_for(name: str):
     """(agent, config, env, env_params) of the tiny harness run for agent ``name``."""
     if name in NEEDS_INPUTS:
         pytest.skip(f"{name}: {NEEDS_INPUTS[name]} (give it a Setup in tests/test_harness.py SETUPS)")
+    if name in OFFLINE_AGENTS:
+        return offline_setup(name)
     agent = get_agent(name)
     if name in SETUPS:
         s = SETUPS[name]
@@ -270,7 +312,6 @@ def test_compiles_once(name):
 @pytest.mark.timeout(60)
 def test_compile_counter_sees_a_recompile():
     """The counter the test above relies on does see a second compile (a new input shape)."""
-    import jax.numpy as jnp
 
     @jax.jit
     def double(x):

@@ -280,7 +280,8 @@ def test_generated_kernels_are_valid_and_the_env_truncates_at_the_horizon():
         obs, state, reward, terminated, truncated, info = step(jax.random.PRNGKey(t + 1), state, 1, params)
         assert float(reward) == pytest.approx(float(params.reward[s, 1]))
         assert not bool(terminated) and bool(truncated) == (t == 2)
-    assert "rlx/TabularMDP-v0" in rlx.envs.registered_names()
+    env, params = rlx.envs.make("rlx/TabularMDP-v0", num_states=4, num_actions=3, horizon=2, seed=1)
+    assert env.num_actions == 3 and params.mdp.dim == 4 * 3 * 4 and params.max_steps_in_episode == 2
 
 
 @pytest.mark.timeout(120)

@@ -273,7 +273,8 @@ class OfflineAgent:
         def one_step(carry, key):
             learner, step = carry
             k_real, k_model, k_step = jax.random.split(key, 3)
-            real = jax.tree.map(lambda x: x[jax.random.randint(k_real, (n_real,), 0, self.size)], self.data)
+            rows = jax.random.randint(k_real, (n_real,), 0, self.size)  # one draw, the same rows for every field
+            real = jax.tree.map(lambda x: x[rows], self.data)
             model = sample_buffer(model_buffer, k_model, config.model_rows)
             learner, metrics = self.algorithm.learn(config, self, action_dim, learner, real, model, k_step, step)
             return (learner, step + 1), metrics

@@ -18,7 +18,11 @@ the single-device program is exactly the program it was:
 The runner (:func:`rlx.run.mesh.make_data_parallel_train`) activates an axis with
 :func:`data_parallel` inside the function it hands to ``shard_map``, so the context is set
 exactly while that function is traced. ``jax.vmap(..., axis_name=...)`` gives the same
-collectives on one device, which is how the tests check the sharded program.
+collectives on one device, which is how the tests check the sharded program. One caveat of a
+trace-time context: a ``jax.jit``-ed helper whose static arguments compare equal across traces
+is taken from jax's cache, so one traced outside the context would come back without its
+collectives; the helpers on this path are built per trace (the env wrappers, whose jitted
+methods are static in ``self``, are new objects every time ``make_vec_env`` runs).
 
 :func:`shard_config` turns the global config into the config one device runs.
 """

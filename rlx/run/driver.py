@@ -207,7 +207,7 @@ def run(
         init_fn = layout.jit(lift(train.init))
         runner_state = init_fn(layout.place(keys) if batched else keys[0])
     else:
-        runner_state = layout.place(restored.state) if batched else restored.state
+        runner_state = layout.place(restored.state) if batched or data_parallel else restored.state
     chunk_fns: dict[int, Any] = {}
 
     def chunk_fn(n):

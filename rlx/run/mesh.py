@@ -207,7 +207,16 @@ class DataParallelLayout:
         return out
 
     def place(self, tree):
-        return tree
+        """Shard the leading (device) axis of a host-side runner state, e.g. a restored checkpoint."""
+        sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+
+        def put(x):
+            x = np.asarray(x)
+            if x.shape[:1] != (self.num_devices,):
+                raise ValueError(f"expected a leading device axis of {self.num_devices}, got shape {x.shape}")
+            return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+        return jax.tree.map(put, tree)
 
     def jit(self, fn, **jit_kwargs):
         return jax.jit(fn, **jit_kwargs)

@@ -271,7 +271,11 @@ def _prepare_outputs(out_dir, overwrite, points, configs, info, base_config, lay
     writers = []
     for i, (folder, point, config) in enumerate(zip(folders, points, configs, strict=True)):
         folder.mkdir(parents=True, exist_ok=True)
-        runlog.write_json(folder / "config.json", {**info, "config": config.to_dict(), "sweep_point": {"point": i, **point}})
+        runlog.write_json(folder / "config.json", {
+            **info, "config": config.to_dict(), "sweep_point": {"point": i, **point},
+            # Each point's folder describes itself, as a run folder does.
+            "versions": runlog.versions(), "device": runlog.device_info(), "command": runlog.command_line(),
+        })
         writers.append(runlog.MetricsWriter(folder))
     return writers
 
