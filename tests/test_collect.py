@@ -213,7 +213,7 @@ def test_bad_requests_are_refused_before_training(tmp_path):
         C.collect(ENV, "random", 10, tmp_path / "full")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_cli_collect_and_info(tmp_path, capsys):
     from rlx.cli import main
 

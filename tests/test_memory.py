@@ -89,3 +89,15 @@ def test_dry_run_prints_estimate_and_memory_analysis(tmp_path, capsys):
     assert "temporaries" in text and "peak" in text
     assert "dry run: nothing was trained or written" in text
     assert not out.exists()
+
+
+def test_dataset_to_device_is_refused_when_it_cannot_fit(monkeypatch):
+    from rlx.buffers.dataset import Dataset, to_device
+
+    rows = 50_000
+    data = Dataset(*(np.zeros((rows, 3), np.float32) for _ in range(2)), np.zeros(rows, np.float32),
+                   np.zeros((rows, 3), np.float32), np.zeros(rows, np.float32), np.zeros(rows, np.float32))
+    tiny = memory.DeviceMemory("gpu:0 (test device)", 1024, 1024, "device.memory_stats()")
+    monkeypatch.setattr(memory, "device_memory", lambda device=None: tiny)
+    with pytest.raises(memory.MemoryEstimateError, match=r"the dataset \(50,000 transitions\) needs an estimated 2.29 MiB"):
+        to_device(data)
