@@ -17,7 +17,7 @@ GiGPO / GRPO they include the padding after an episode ended inside the fixed-le
 The evaluation period is a multiple of every agent's steps per iteration, so all three are
 evaluated at the same env steps. Evaluation return = success rate on these envs.
 
-Writes ``benchmarks/results/gigpo_vs_grpo_ppo-<platform>{-quick}.{md,json,png}``.
+Writes ``benchmarks/results/gigpo_vs_grpo_ppo{-<envs> unless the default pair}-<platform>{-quick}.{md,json,png}``.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ from rlx.run import make_train, seed_keys
 
 AGENTS = {"gigpo": gigpo, "grpo": grpo, "ppo": ppo}
 AGENT_OVERRIDES = {"ppo": {"eval_policy": "sample"}}
+DEFAULT_ENVS = "rlx/Household-v0,rlx/KeyDoor-v0"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--envs", default="rlx/Household-v0,rlx/KeyDoor-v0", help="comma-separated env names")
+    p.add_argument("--envs", default=DEFAULT_ENVS, help="comma-separated env names")
     p.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of gigpo,grpo,ppo")
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -208,7 +209,8 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"gigpo_vs_grpo_ppo-{re.sub(r'[^A-Za-z0-9]+', '_', machine['platform'])}{'-quick' if args.quick else ''}"
+    envs_tag = "" if args.envs == DEFAULT_ENVS else "-" + "_".join(re.sub(r"[^A-Za-z0-9]+", "", e.split("/")[-1]) for e in env_names)
+    stem = f"gigpo_vs_grpo_ppo{envs_tag}-{re.sub(r'[^A-Za-z0-9]+', '_', machine['platform'])}{'-quick' if args.quick else ''}"
     (out / f"{stem}.md").write_text(table + f"\n![success vs env steps]({stem}.png)\n")
     runlog.write_json(out / f"{stem}.json", {**header, "results": results, "gigpo_minus_grpo": comparisons})
     plot(results, env_names, out / f"{stem}.png")

@@ -249,6 +249,16 @@ def test_collective_helpers_under_vmap_are_global_batch_statistics():
     np.testing.assert_allclose(sharded, jnp.broadcast_to(want, sharded.shape), rtol=1e-6)
     assert parallel.averaged_gradients(opt) is opt  # no axis: the optimizer itself
 
+    # Parameter initialisation: device 0's key everywhere (legacy and typed keys).
+    def replicated(k):
+        with parallel.data_parallel("d"):
+            return parallel.replicated_key(k)
+
+    for keys in (jax.random.split(jax.random.PRNGKey(0), 4), jax.random.split(jax.random.key(0), 4)):
+        same = jax.vmap(replicated, axis_name="d")(keys)
+        raw = jax.random.key_data if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) else np.asarray
+        np.testing.assert_array_equal(raw(same), np.broadcast_to(raw(keys[0]), raw(same).shape))
+
 
 def test_cli_passes_data_parallel(monkeypatch, tmp_path):
     import rlx.run

@@ -135,20 +135,26 @@ def test_early_stopping_and_elites_follow_the_holdout_rules(linear_model):
 
 
 def test_uncertainty_grows_away_from_the_data(linear_model):
+    from rlx.agents.mopo import disagreement_penalty, uncertainty_penalty
+
     _, dynamics, _ = linear_model
     near = linear_dataset(500, seed=2)
     far = linear_dataset(500, seed=3, low=3.0, high=5.0)
 
     def uncertainty(data):
         pred = ens.predict(dynamics, data.observations, data.actions)
-        disagreement = float(jnp.mean(jnp.std(pred.next_obs_mean, axis=0)))
-        from rlx.agents.mopo import uncertainty_penalty
+        return (
+            float(jnp.mean(jnp.std(pred.next_obs_mean, axis=0))),
+            float(jnp.mean(disagreement_penalty(pred))),
+            float(jnp.mean(uncertainty_penalty(pred))),
+        )
 
-        return disagreement, float(jnp.mean(uncertainty_penalty(pred)))
-
-    (d_near, p_near), (d_far, p_far) = uncertainty(near), uncertainty(far)
-    assert d_far > 5 * d_near  # the members disagree off the data
-    assert p_far > 2 * p_near  # MOPO's penalty (largest predicted std) grows too
+    (d_near, u_near, a_near), (d_far, u_far, a_far) = uncertainty(near), uncertainty(far)
+    assert d_far > 5 * d_near  # the members disagree off the data (epistemic)
+    assert u_far > 5 * u_near  # and so does MOPO's "pairwise-diff" penalty
+    # The paper's penalty is the largest *predicted* (aleatoric) std: it stays near the noise
+    # level off the data here (measured: 0.018 near, 0.018 far), it does not detect novelty.
+    assert 0.0 < a_far < 0.2 and 0.0 < a_near < 0.2
 
 
 def test_save_load_round_trip(linear_model, tmp_path):

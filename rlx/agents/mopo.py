@@ -39,6 +39,11 @@ NAME = "mopo"
 class MOPOConfig(model_based.ModelBasedConfig):
     rollout_length: int = static(5, "model rollout horizon h", low=1)
     penalty_coef: float = tunable(1.0, "lambda: weight of the uncertainty penalty", low=0.0)
+    uncertainty: str = static(
+        "aleatoric", "u(s, a): largest predicted std norm (the paper's) or largest distance of a member's "
+        "mean next state from the ensemble mean (OfflineRL-Kit's 'pairwise-diff')",
+        choices=("aleatoric", "pairwise-diff"),
+    )
 
 
 Config = MOPOConfig
@@ -62,6 +67,12 @@ def uncertainty_penalty(prediction: Prediction) -> jax.Array:
     return jnp.max(jnp.linalg.norm(prediction.std, axis=-1), axis=0)
 
 
+def disagreement_penalty(prediction: Prediction) -> jax.Array:
+    """u(s, a) = max_e || mu_e(s, a) - mean_e' mu_e'(s, a) ||_2 over the next-state means: (B,)."""
+    mean = prediction.next_obs_mean
+    return jnp.max(jnp.linalg.norm(mean - jnp.mean(mean, axis=0), axis=-1), axis=0)
+
+
 def penalized_reward(reward, prediction: Prediction, penalty_coef) -> jax.Array:
     """rtilde = r - lambda u(s, a)  (paper Eq. 3)."""
     return reward - penalty_coef * uncertainty_penalty(prediction)
@@ -69,7 +80,8 @@ def penalized_reward(reward, prediction: Prediction, penalty_coef) -> jax.Array:
 
 def rollout_penalty(config: MOPOConfig):
     """The rollout's penalty slot: lambda u(s, a), subtracted from the stored reward."""
-    return lambda prediction, transition: config.penalty_coef * uncertainty_penalty(prediction)
+    u = uncertainty_penalty if config.uncertainty == "aleatoric" else disagreement_penalty
+    return lambda prediction, transition: config.penalty_coef * u(prediction)
 
 
 def learn(config: MOPOConfig, agent, action_dim, learner, real, model, key, step):

@@ -100,7 +100,12 @@ def replicated_key(key: jax.Array) -> jax.Array:
     The other devices' keys are dropped, so no key is used twice.
     """
     axis = axis_name()
-    return key if axis is None else jax.lax.all_gather(key, axis)[0]
+    if axis is None:
+        return key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # typed key: gather its raw data
+        data = jax.lax.all_gather(jax.random.key_data(key), axis)[0]
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+    return jax.lax.all_gather(key, axis)[0]
 
 
 def averaged_gradients(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:

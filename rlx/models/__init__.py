@@ -11,7 +11,9 @@ from rlx.models.ensemble import (
     save_dynamics,
     train_dynamics,
 )
-from rlx.models.rollout import ModelTransition, Rollout, rollout, rollout_stats, sample_elite
+
+# (the rollout function is rlx.models.rollout.rollout; the module keeps the name)
+from rlx.models.rollout import ModelTransition, Rollout, rollout_stats, sample_elite
 from rlx.models.termination import rule_for_env
 
 __all__ = [
@@ -24,7 +26,6 @@ __all__ = [
     "is_terminal",
     "load_dynamics",
     "predict",
-    "rollout",
     "rollout_stats",
     "rule_for_env",
     "sample_elite",

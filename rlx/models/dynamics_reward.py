@@ -66,7 +66,7 @@ class DynamicsRewardConfig(Config):
     keep_last: int = static(400, "discriminators of the last this-many iterations are candidates for the average", low=1)
     keep_every: int = static(10, "average every k-th kept discriminator (10: MOREC-MOPO, 40: MOREC-MOBILE)", low=1)
     discriminator_steps: int = static(5, "discriminator gradient steps per iteration", low=1)
-    generator_steps: int = static(5, "generator gradient steps per iteration", low=1)
+    generator_steps: int = static(1, "generator gradient steps per iteration", low=1)
     batch_size: int = static(256, "transitions per gradient step (data and generated each)", low=1)
     hidden_sizes: tuple[int, ...] = static((256, 256), "discriminator hidden widths", **_widths)
     generator_hidden_sizes: tuple[int, ...] = static((256, 256), "generator hidden widths", **_widths)

@@ -61,26 +61,33 @@ def select(key, scores, selection: str = "argmax", temperature: float = 0.1) -> 
     raise ValueError(f"selection={selection!r}; allowed: {', '.join(SELECTIONS)}")
 
 
-def filter_step(key, prediction: Prediction, dr: DynamicsReward, config: FilterConfig):
-    """The filter's choice with its diagnostics: (ModelTransition, chosen r_D (B,), all r_D (M, B))."""
+def filter_step(key, prediction: Prediction, score_fn, config: FilterConfig):
+    """The filter's choice and its diagnostics: (ModelTransition, kept score (B,), all scores (M, B)).
+
+    ``score_fn(obs, action, next_obs) -> (M, B)`` scores the candidates (M leading); MOREC's is
+    the dynamics reward (:func:`make_filter`).
+    """
     k_cand, k_select = jax.random.split(key)
     next_obs, reward = candidates(k_cand, prediction, config.samples_per_elite, config.clip)
     m = next_obs.shape[0]
     obs = jnp.broadcast_to(prediction.obs, (m,) + prediction.obs.shape)
     action = jnp.broadcast_to(prediction.action, (m,) + prediction.action.shape)
-    scores = dynamics_reward(dr, obs, action, next_obs)  # (M, B)
+    scores = score_fn(obs, action, next_obs)
     idx = select(k_select, scores, config.selection, config.temperature)
     rows = jnp.arange(idx.shape[0])
-    chosen = scores[idx, rows]
-    terminated = chosen < config.terminal_reward if config.terminal_reward > 0 else jnp.zeros_like(chosen, bool)
-    return ModelTransition(next_obs=next_obs[idx, rows], reward=reward[idx, rows], terminated=terminated), chosen, scores
+    kept = scores[idx, rows]
+    terminated = kept < config.terminal_reward if config.terminal_reward > 0 else jnp.zeros(kept.shape, bool)
+    return ModelTransition(next_obs=next_obs[idx, rows], reward=reward[idx, rows], terminated=terminated), kept, scores
 
 
 def make_filter(dr: DynamicsReward, config: FilterConfig | None = None) -> TransitionFn:
     """MOREC's ``transition_fn(key, prediction) -> ModelTransition`` for the rollout slot."""
     config = (config or FilterConfig()).validate()
 
+    def score(obs, action, next_obs):
+        return dynamics_reward(dr, obs, action, next_obs)
+
     def transition_fn(key, prediction: Prediction) -> ModelTransition:
-        return filter_step(key, prediction, dr, config)[0]
+        return filter_step(key, prediction, score, config)[0]
 
     return transition_fn

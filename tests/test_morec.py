@@ -1,0 +1,186 @@
+"""MOREC: known values of the dynamics reward and the filter (algorithms.md 4.5), the filter's
+choice by hand, and on the refrigerator with known dynamics: the learned dynamics reward ranks
+true transitions above perturbed ones on state-actions absent from the data, filtered rollouts
+are closer to the true dynamics than unfiltered ones, and MOREC-MOPO does at least as well as
+MOPO on the same seeds."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlx.agents import model_based, mopo, morec
+from rlx.core.config import ConfigError
+from rlx.envs.synthetic_dynamics import behaviour_dataset, controller, make_fridge, true_next_mean
+from rlx.models import dynamics_reward as drw
+from rlx.models import ensemble as ens
+from rlx.models.ensemble import Prediction
+from rlx.models.filter import FilterConfig, filter_step, make_filter, select
+from rlx.models.rollout import rollout, sample_elite
+from rlx.run import make_train
+
+REWARD = drw.DynamicsRewardConfig(
+    iterations=100, keep_last=100, keep_every=5, hidden_sizes=(64, 64), generator_hidden_sizes=(64, 64)
+)
+ENSEMBLE = ens.EnsembleConfig(
+    ensemble_size=5, num_elites=3, hidden_sizes=(32, 32), weight_decays=(2.5e-5, 5e-5, 1e-4),
+    min_steps_per_epoch=100, max_epochs=20,
+)
+
+
+# ------------------------------------------------------------------------------------------
+# Known values
+# ------------------------------------------------------------------------------------------
+def test_reward_form_known_values():
+    r = drw.reward_from_probabilities
+    assert float(r(jnp.array([0.5]))) == pytest.approx(0.693147, abs=1e-5)
+    assert abs(float(r(jnp.array([0.0])))) < 1e-6
+    # the average is over probabilities, not logits: (0.1, 0.5) -> 0.3 -> 0.3567 (logit mean: 0.2877)
+    assert float(r(jnp.array([0.1, 0.5]))) == pytest.approx(-np.log(0.7), abs=1e-5)
+    assert float(r(jnp.array([0.1, 0.5]))) == pytest.approx(0.3567, abs=1e-4)
+    # clip to [0, c] before the mean
+    assert float(r(jnp.array([0.9, 0.1]), d_clip=0.5)) == pytest.approx(-np.log(1 - 0.3), abs=1e-5)
+    # rescaled logits: each D_t in [sigmoid(-1), sigmoid(1)] -> r_D in [softplus(-1), softplus(1)]
+    # = [0.31326, 1.31326] (algorithms.md 4.5 rounds the upper end to 1.3130)
+    p = drw.rescaled_probability(jnp.array([-100.0, 0.0, 2.0, 100.0]), jnp.float32(0.0), jnp.float32(2.0))
+    np.testing.assert_allclose(p, jax.nn.sigmoid(jnp.array([-1.0, -1.0, 1.0, 1.0])), rtol=1e-6)
+    assert float(r(p[:1])) == pytest.approx(0.313262, abs=1e-5)
+    assert float(r(p[-1:])) == pytest.approx(1.313262, abs=1e-5)
+    # the terminal threshold 0.6: Dbar 0.45 -> 0.5978 (terminal), 0.46 -> 0.6162 (not)
+    assert float(r(jnp.array([0.45]))) == pytest.approx(0.5978, abs=1e-4)
+    assert float(r(jnp.array([0.46]))) == pytest.approx(0.6162, abs=1e-4)
+
+
+def test_selection_known_values():
+    scores = jnp.array([0.4, 0.9, 0.7])[:, None]  # (M, B = 1)
+    assert int(select(jax.random.PRNGKey(0), scores, "argmax")[0]) == 1
+    np.testing.assert_allclose(jax.nn.softmax(scores[:, 0] / 0.1), [0.0059, 0.8756, 0.1185], atol=1e-4)
+    draws = select(jax.random.PRNGKey(1), jnp.tile(scores, (1, 20_000)), "softmax", 0.1)
+    np.testing.assert_allclose(np.bincount(np.asarray(draws), minlength=3) / 20_000, [0.0059, 0.8756, 0.1185], atol=0.01)
+
+
+def _prediction(means, rewards, std=1e-6):
+    """Two branches, one member per entry of ``means`` (obs_dim 1), all members elites."""
+    e = len(means)
+    mean = jnp.asarray(means, jnp.float32).reshape(e, 1, 1).repeat(2, axis=1)
+    return Prediction(
+        obs=jnp.zeros((2, 1)), action=jnp.zeros((2, 1)), next_obs_mean=mean, next_obs_std=jnp.full_like(mean, std),
+        reward_mean=jnp.asarray(rewards, jnp.float32)[:, None].repeat(2, axis=1),
+        reward_std=jnp.full((e, 2), std), termination_prob=None, elites=jnp.arange(e, dtype=jnp.int32),
+    )
+
+
+def test_filter_keeps_the_argmax_candidate_and_cuts_low_reward():
+    pred = _prediction([1.0, 3.0, 2.0], [10.0, 20.0, 40.0])
+    config = FilterConfig(samples_per_elite=1)
+
+    def near(target):  # a dynamics reward peaked at s' = target
+        return lambda obs, action, next_obs: 1.3 - jnp.abs(next_obs[..., 0] - target)
+
+    chosen, kept, scores = filter_step(jax.random.PRNGKey(0), pred, near(2.9), config)
+    assert scores.shape == (3, 2)
+    np.testing.assert_allclose(chosen.next_obs[:, 0], [3.0, 3.0], atol=1e-4)
+    np.testing.assert_allclose(chosen.reward, [20.0, 20.0], atol=1e-4)  # the reward of the same candidate
+    np.testing.assert_allclose(kept, [1.2, 1.2], atol=1e-4)
+    assert not np.any(chosen.terminated)
+    chosen, kept, _ = filter_step(jax.random.PRNGKey(0), pred, near(1.2), config)
+    np.testing.assert_allclose(chosen.next_obs[:, 0], [1.0, 1.0], atol=1e-4)
+    # best candidate's r_D = 1.3 - 4 < 0.6: terminal; the rule switched off: not terminal
+    chosen, _, _ = filter_step(jax.random.PRNGKey(0), pred, near(7.0), config)
+    assert np.all(chosen.terminated)
+    chosen, _, _ = filter_step(jax.random.PRNGKey(0), pred, near(7.0), FilterConfig(samples_per_elite=1, terminal_reward=0.0))
+    assert not np.any(chosen.terminated)
+    # 2 samples per elite: M = 6 candidates, only elites sample
+    pred = pred._replace(elites=jnp.array([0, 2], jnp.int32))
+    chosen, _, scores = filter_step(jax.random.PRNGKey(0), pred, near(2.9), FilterConfig())
+    assert scores.shape == (4, 2)
+    np.testing.assert_allclose(chosen.next_obs[:, 0], [2.0, 2.0], atol=1e-4)
+    np.testing.assert_allclose(chosen.reward, [25.0, 25.0], atol=1e-4)  # clipped to +-25
+
+
+def test_bad_settings_are_refused_by_name():
+    with pytest.raises(ConfigError, match="selection"):
+        FilterConfig(selection="max").validate()
+    with pytest.raises(ConfigError, match="keep_every"):
+        drw.DynamicsRewardConfig(iterations=30, keep_last=30, keep_every=7).validate()
+    with pytest.raises(ConfigError, match="keep_last"):
+        drw.DynamicsRewardConfig(iterations=10, keep_last=20, keep_every=10).validate()
+    with pytest.raises(ConfigError, match="base"):
+        morec.agent("sac", None)
+    assert morec.mopo_config().rollout_length == 100 and morec.mopo_config().rollout_batch_size == 2_000
+    assert morec.mobile_config().deterministic_backup is False and morec.mobile_config().init_alpha == pytest.approx(0.1)
+    assert morec.reward_config("mopo").num_discriminators == 40
+    assert morec.reward_config("mobile").num_discriminators == 10
+
+
+# ------------------------------------------------------------------------------------------
+# The refrigerator: data from one controller, a dynamics reward and an ensemble fitted to it
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fridge():
+    dataset = behaviour_dataset(jax.random.PRNGKey(0), episodes=40, action_noise=0.3)
+    dr, report = drw.train_dynamics_reward(dataset, REWARD, jax.random.PRNGKey(1))
+    dynamics, _ = ens.train_dynamics(dataset, ENSEMBLE, jax.random.PRNGKey(2), termination="never", progress=False)
+    return dataset, dr, report, dynamics
+
+
+@pytest.mark.timeout(300)
+def test_dynamics_reward_ranks_true_above_perturbed_on_unseen_state_actions(fridge):
+    dataset, dr, report, _ = fridge
+    assert dr.num_discriminators == 20 and np.all(np.isfinite(report.discriminator_loss))
+    k_x, k_sign = jax.random.split(jax.random.PRNGKey(5))
+    x = jax.random.uniform(k_x, (2_000, 1), minval=0.7, maxval=1.8)
+    a_data = controller(x, k_x, action_noise=0.0)
+    a_unseen = -a_data  # the opposite cooling: absent from the data where |a_unseen - a_data| > 1
+    unseen = np.asarray(jnp.abs(a_unseen - a_data)[:, 0] > 1.0)
+    assert unseen.sum() > 200
+    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (2_000, 1)), 1.0, -1.0)
+    for a, rows, floor in ((a_data, slice(None), 0.95), (a_unseen, unseen, 0.6)):
+        true = true_next_mean(x, a)
+        r_true = dynamics_reward_np(dr, x, a, true)[rows]
+        r_off = dynamics_reward_np(dr, x, a, true + 0.1 * sign)[rows]  # 5 noise stds off
+        accuracy = float(np.mean(r_true > r_off))
+        assert accuracy > floor, f"ranked {accuracy:.2f} of the pairs right (floor {floor})"
+        assert r_true.mean() > r_off.mean()
+
+
+def dynamics_reward_np(dr, obs, action, next_obs):
+    return np.asarray(drw.dynamics_reward(dr, obs, action, next_obs))
+
+
+@pytest.mark.timeout(300)
+def test_filtered_rollouts_are_closer_to_the_true_dynamics(fridge):
+    dataset, dr, _, dynamics = fridge
+    policy = lambda obs, key: controller(obs, key, set_point=0.4, action_noise=0.3)  # noqa: E731  another policy
+    start = dataset.observations[:: 10][:200]
+    errors = {}
+    for name, fn in (("filtered", make_filter(dr, FilterConfig(terminal_reward=0.0))), ("unfiltered", sample_elite)):
+        out = jax.jit(lambda k: rollout(k, dynamics, policy, start, 20, fn))(jax.random.PRNGKey(3))
+        t = out.transitions
+        errors[name] = float(jnp.mean(jnp.abs(t.next_obs - true_next_mean(t.obs, t.action))))
+    assert errors["filtered"] < errors["unfiltered"], errors
+    print("one-step error along 20-step rollouts", errors)
+
+
+@pytest.mark.timeout(600)
+def test_morec_mopo_does_at_least_as_well_as_mopo_on_the_same_seeds(fridge):
+    dataset, dr, _, dynamics = fridge
+    env, env_params = make_fridge()
+    small = dict(
+        total_steps=3_000, eval_every=1_000, rollout_freq=250, rollout_batch_size=200, hidden_sizes=(32, 32),
+        eval_episodes=5, ensemble_size=5, num_elites=3, model_hidden_sizes=(32, 32), penalty_coef=1.0,
+    )
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    finals = {}
+    for name, config, agent in (
+        ("mopo", mopo.MOPOConfig(rollout_length=5, **small), mopo.agent(dataset, dynamics)),
+        ("morec_mopo", morec.mopo_config(rollout_length=20, **small), morec.agent("mopo", dataset, dynamics, dynamics_reward=dr)),
+    ):
+        assert isinstance(agent, model_based.OfflineAgent) and agent.algorithm is mopo
+        out = jax.jit(jax.vmap(make_train(agent, config, env, env_params)))(keys)
+        returns = np.asarray(out.metrics["eval/return_mean"])  # (seeds, evaluations)
+        finals[name] = returns[:, -1]
+    print("final return per seed", finals)
+    assert finals["morec_mopo"].mean() >= finals["mopo"].mean() - 1.0, finals
