@@ -157,7 +157,7 @@ def test_filtered_rollouts_are_closer_to_the_true_dynamics(fridge):
     start = dataset.observations[:: 10][:200]
     errors = {}
     for name, fn in (("filtered", make_filter(dr, FilterConfig(terminal_reward=0.0))), ("unfiltered", sample_elite)):
-        out = jax.jit(lambda k: rollout(k, dynamics, policy, start, 20, fn))(jax.random.PRNGKey(3))
+        out = jax.jit(lambda k, fn=fn: rollout(k, dynamics, policy, start, 20, fn))(jax.random.PRNGKey(3))
         t = out.transitions
         errors[name] = float(jnp.mean(jnp.abs(t.next_obs - true_next_mean(t.obs, t.action))))
     assert errors["filtered"] < errors["unfiltered"], errors
@@ -169,7 +169,7 @@ def test_morec_mopo_does_at_least_as_well_as_mopo_on_the_same_seeds(fridge):
     dataset, dr, _, dynamics = fridge
     env, env_params = make_fridge()
     small = dict(
-        total_steps=3_000, eval_every=1_000, rollout_freq=250, rollout_batch_size=200, hidden_sizes=(32, 32),
+        total_steps=2_000, eval_every=1_000, rollout_freq=250, rollout_batch_size=200, hidden_sizes=(32, 32),
         eval_episodes=5, ensemble_size=5, num_elites=3, model_hidden_sizes=(32, 32), penalty_coef=1.0,
     )
     keys = jax.random.split(jax.random.PRNGKey(7), 2)

@@ -13,6 +13,7 @@ EXPECTED = {  # a line each notebook prints once it has trained and evaluated
     "dsac_t_vs_sac.ipynb": "DSAC-T  seed 1: Q(s0,a0)",
     "gigpo_household.ipynb": "Episode ended after",
     "reward_free_maze.ipynb": "planned return for goal",
+    "morec_synthetic.ipynb": "one-step error of model rollouts",
 }
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
