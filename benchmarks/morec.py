@@ -61,7 +61,7 @@ def main(argv=None):
     times["dataset"] = time.perf_counter() - t0
     # reference returns of the normalized score: uniform random actions, noiseless 4 C controller
     k_r, k_e = jax.random.split(jax.random.PRNGKey(99))
-    rand = float(jnp.mean(evaluate(lambda o, k: jax.random.uniform(k, (1,), minval=-1, maxval=1), env, env_params, k_r, 50)))
+    rand = float(jnp.mean(evaluate(lambda o, k: jax.random.uniform(k, o.shape, minval=-1, maxval=1), env, env_params, k_r, 50)))
     ref = float(jnp.mean(evaluate(lambda o, k: controller(o, k, set_point=0.4, action_noise=0.0), env, env_params, k_e, 50)))
     info = types.SimpleNamespace(env="rlx/Fridge-v0", random_return=rand, expert_return=ref)
 

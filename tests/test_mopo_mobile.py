@@ -169,13 +169,14 @@ def test_mobile_trains_and_penalizes_model_rows(medium):
     assert np.all(np.isfinite(metrics["eval/return_mean"]))
     assert np.all(metrics["mobile/penalty"] > 0)
     assert np.all(metrics["alpha"] <= 1.0 + 1e-6)
-    # identical elites agree: no Bellman inconsistency
+    # identical noiseless elites differ only by the sampled a' (Monte-Carlo noise of the mean
+    # over N samples); distinct elites add the model's disagreement on top
     same = dynamics.replace(elites=jnp.zeros_like(dynamics.elites))
     learner = out.state.agent_state.learner
     obs, act = jnp.asarray(dataset.observations[:32]), jnp.asarray(dataset.actions[:32])
     u_same = mobile.bellman_inconsistency(config, same.replace(params=_no_noise(same.params)), learner, obs, act, jax.random.PRNGKey(2), 1)
     u = mobile.bellman_inconsistency(config, dynamics, learner, obs, act, jax.random.PRNGKey(2), 1)
-    assert float(jnp.max(u_same)) < 1e-3 < float(jnp.mean(u))
+    assert 0.0 < float(jnp.mean(u_same)) < float(jnp.mean(u))
 
 
 def _no_noise(params):
