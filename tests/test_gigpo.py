@@ -1,7 +1,6 @@
 """GRPO / GiGPO: the hand-worked values of algorithms.md 5.5, anchor grouping against a
 plain-Python reference (hypothesis), omega = 0 equals GRPO, and learning on our own envs."""
 
-import time
 from collections import defaultdict
 
 import jax
@@ -162,30 +161,27 @@ LEARN = dict(num_envs=8, hidden_sizes=(32, 32), eval_episodes=64)
 def _learn(name, env_kwargs, steps, max_steps, agent=gigpo, seed=0, **overrides):
     env, params = envs.make(name, max_steps_in_episode=max_steps, **env_kwargs)
     config = agent.Config(total_steps=steps, eval_every=steps // 6, max_episode_steps=max_steps, **LEARN, **overrides)
-    start = time.time()
     out = jax.jit(make_train(agent, config, env, params))(jax.random.PRNGKey(seed))
     curve = np.asarray(out.metrics["eval/return_mean"])
-    return curve, np.asarray(out.metrics["train/success_rate"]), time.time() - start
+    return curve, np.asarray(out.metrics["train/success_rate"])
 
 
 def test_gigpo_learns_keydoor():
     # mean_norm and greedy evaluation here; the Household test below runs the defaults
-    curve, train_success, seconds = _learn(
+    curve, train_success = _learn(
         "rlx/KeyDoor-v0", dict(height=2, room_width=2), 150_000, 30, normalize_std=False, eval_policy="greedy"
     )
     assert train_success[0] < 0.3, train_success
     assert curve[-2:].mean() >= 0.8, f"eval success {curve.round(2)} train {train_success.round(2)}"
-    assert seconds < 90
 
 
 def test_gigpo_learns_household():
     kwargs = dict(num_rooms=1, receptacles_per_room=3, num_objects=1)
-    curve, train_success, seconds = _learn("rlx/Household-v0", kwargs, 300_000, 20)
+    curve, train_success = _learn("rlx/Household-v0", kwargs, 300_000, 20)
     assert train_success[0] < 0.2, train_success
     assert curve[-2:].mean() >= 0.35 and train_success[-1] >= 0.5, (
         f"eval success {curve.round(2)} train {train_success.round(2)}"
     )
-    assert seconds < 90
 
 
 # ---------------------------------------------------------------- gymnax envs, same interface
