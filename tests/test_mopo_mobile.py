@@ -133,13 +133,14 @@ def behaviour_cloning_return(dataset, env, env_params, steps=3_000) -> float:
     return float(fit(jax.random.PRNGKey(0)))
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    reason="not reached yet: at this CPU scale (10k transitions, a 4000-step 5x64x64 ensemble, 20k "
+NOT_YET = (
+    "not reached yet: at this CPU scale (10k transitions, a 4000-step 5x64x64 ensemble, 20k "
     "gradient steps) MOPO's policy exploits the model (about -1500 in the real env against -985 "
-    "for behaviour cloning); the model's one-step errors are half the size of the state changes",
-    strict=False,
+    "for behaviour cloning); the model's one-step errors are half the size of the state changes"
 )
+
+
+@pytest.mark.timeout(900)
 def test_mopo_beats_behaviour_cloning_on_medium_pendulum(medium):
     dataset, info, dynamics = medium
     env, env_params = rlx.envs.make(ENV)
@@ -150,12 +151,14 @@ def test_mopo_beats_behaviour_cloning_on_medium_pendulum(medium):
     metrics = jax.device_get(out.metrics)
     returns = metrics["eval/return_mean"]
     np.testing.assert_array_equal(metrics["step"], np.arange(1, 11) * 2_000)  # gradient steps
-    final = float(np.mean(returns[-2:]))
-    assert final > bc + 100, f"MOPO {returns} vs behaviour cloning {bc:.1f} (data policy {info.policy_return:.1f})"
     # the normalized score of the same episodes, from the dataset's reference returns
     expected = 100 * (returns - info.random_return) / (info.expert_return - info.random_return)
     np.testing.assert_allclose(metrics["eval/normalized_score"], expected, rtol=1e-4, atol=1e-3)
     assert np.all(metrics["model/penalty"] > 0)
+    assert np.all(np.isfinite(returns))
+    final = float(np.mean(returns[-2:]))
+    if final <= bc + 100:  # the learning threshold this test exists for; everything above must hold
+        pytest.xfail(f"{NOT_YET}: MOPO {returns.round(0)} vs behaviour cloning {bc:.1f}")
 
 
 @pytest.mark.timeout(600)
