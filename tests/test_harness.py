@@ -136,7 +136,7 @@ def setup_for(name: str):
             return agent, config, env, params
         except (ValueError, TypeError) as err:
             problems.append(f"{env_name}: {err}")
-    pytest.skip(
+    pytest.fail(
         f"{name} has no harness setup and the automatic one failed ({'; '.join(problems)}); "
         "add it to SETUPS (or NEEDS_INPUTS with the reason) in tests/test_harness.py"
     )
