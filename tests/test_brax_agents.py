@@ -20,7 +20,10 @@ def test_agent_on_brax_inverted_pendulum(agent):
         total_steps=300, learning_starts=100, eval_every=100, eval_episodes=2,
         batch_size=16, hidden_sizes=(16,),
     )
-    out = jax.jit(make_train(agent, config, env, params))(seed_keys(0, 1)[0])
+    # LLVM optimization level 0: the brax program's compile is most of this test's time and
+    # drops by about a third; what runs (and is checked) is the same program, 300 steps take <1 s.
+    train = jax.jit(make_train(agent, config, env, params), compiler_options={"xla_backend_optimization_level": 0})
+    out = train(seed_keys(0, 1)[0])
     metrics = jax.device_get(out.metrics)
     np.testing.assert_array_equal(metrics["step"], [200, 300])
     for name in ("eval/return_mean", "loss/critic", "q_mean"):

@@ -1,9 +1,9 @@
 """Data-parallel training of one agent on 8 CPU devices equals the same computation on one.
 
 The sharded programs need ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before jax
-starts, so they run in one child process: this file run as a script (as in ``test_mesh.py``).
-The child trains SAC (with observation normalization), DSAC-T and PPO data-parallel with
-``jax.shard_map`` over 8 devices and, for each, the single-device reference: the same
+starts, so they run in a child process (tests/_eight_devices.py, shared with ``test_mesh.py``),
+which calls ``_child`` below. It trains SAC (with observation normalization), DSAC-T and PPO
+data-parallel with ``jax.shard_map`` over 8 devices and, for each, the single-device reference: the same
 per-device computation ``jax.vmap``-ed over a device axis with the same keys, whose collectives
 (``pmean``, ``psum``, ``all_gather``) mean the same thing. It also checks the first gradient
 step against the gradient of the full batch computed directly, and saves everything for the
@@ -11,16 +11,15 @@ tests below. The other tests run here, on one device.
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _eight_devices import NUM_DEVICES
 
-NUM_DEVICES = 8
+XDIST_GROUP = "eight_devices"  # one xdist worker runs this file and test_mesh.py (tests/_xdist_groups.py)
+
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 
 
@@ -28,20 +27,9 @@ TOL = {"rtol": 1e-4, "atol": 1e-4}
 # 8 devices (child process)
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def child(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data_parallel")
-    # Optimization level 0: these tiny programs compile twice as fast; partitioning is unchanged.
-    flags = f"--xla_force_host_platform_device_count={NUM_DEVICES} --xla_backend_optimization_level=0"
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
-        "JAX_PLATFORMS": "cpu",
-        "MPLBACKEND": "Agg",
-    }
-    proc = subprocess.run(
-        [sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=560
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def child(eight_devices):
+    """What the 8-device child (tests/_eight_devices.py) saved from ``_child`` below."""
+    out = eight_devices / "data_parallel"
     info = json.loads((out / "info.json").read_text())
     arrays = dict(np.load(out / "arrays.npz"))
     return info, arrays, out
@@ -429,7 +417,3 @@ def _child(out: Path) -> None:
 
     (out / "info.json").write_text(json.dumps(info))
     np.savez(out / "arrays.npz", **saved)
-
-
-if __name__ == "__main__":
-    _child(Path(sys.argv[1]))

@@ -2,43 +2,30 @@
 
 The device count of the CPU platform is fixed when jax starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=8``), and the rest of the suite runs on one
-device, so the sharded programs run in one child process: this file run as a script. It trains
-everything once, saves the results, and the tests below check them. No jax import at module
-level: the child must set XLA_FLAGS before jax is imported.
+device, so the sharded programs run in a child process (tests/_eight_devices.py, shared with
+tests/test_data_parallel.py): it calls ``_child`` below, which trains everything once and saves
+the results, and the tests below check them. No jax import at module level: the child must set
+XLA_FLAGS before jax is imported.
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _eight_devices import NUM_DEVICES
 
-pytestmark = pytest.mark.timeout(400)
-
-NUM_DEVICES = 8
+# One child serves this file and test_data_parallel.py; its launch is timed against the first
+# test that uses it, here or there.
+pytestmark = pytest.mark.timeout(590)
+XDIST_GROUP = "eight_devices"  # one xdist worker runs both files (tests/_xdist_groups.py)
 NUM_SEEDS = 5  # divides neither 8 devices nor the 4 the driver is limited to
 
 
 @pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
-    """Run this file as a script on 8 CPU devices; load what it saved."""
-    out = tmp_path_factory.mktemp("mesh")
-    # LLVM optimization level 0 halves the compile time of these tiny programs; the comparisons
-    # are between programs of the same child, and the partitioning (done on HLO) is unchanged.
-    flags = f"--xla_force_host_platform_device_count={NUM_DEVICES} --xla_backend_optimization_level=0"
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
-        "JAX_PLATFORMS": "cpu",
-        "MPLBACKEND": "Agg",
-    }
-    proc = subprocess.run(
-        [sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=380
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def sharded(eight_devices):
+    """What the 8-device child (tests/_eight_devices.py) saved from ``_child`` below."""
+    out = eight_devices / "mesh"
     info = json.loads((out / "info.json").read_text())
     arrays = np.load(out / "metrics.npz")
     metrics = {}
@@ -153,7 +140,3 @@ def _child(out: Path) -> None:
 
     (out / "info.json").write_text(json.dumps(info))
     np.savez(out / "metrics.npz", **{f"{kind}:{k}": np.asarray(v) for kind, m in saved.items() for k, v in m.items()})
-
-
-if __name__ == "__main__":
-    _child(Path(sys.argv[1]))
