@@ -205,3 +205,24 @@ def test_a_bonus_plugs_into_ppo_without_touching_it():
     out = jax.jit(make_train(agent, config, env, params))(jax.random.PRNGKey(0))
     assert np.isfinite(np.asarray(out.metrics["intrinsic/bonus_mean"])).all()
     assert int(out.state.agent_state.intrinsic.state.obs_stats.count) == 128  # trained on every rollout row
+
+
+@pytest.mark.timeout(300)
+def test_pretrain_finetune_runs_end_to_end_from_the_pretrained_learner_for_the_fixed_budget(four_rooms):
+    env, params = four_rooms
+    small = dict(learning_starts=100, eval_every=100, eval_episodes=1, hidden_sizes=(8,), batch_size=8)
+    pre_config = P.exploration_config(total_steps=200, **small)
+    # (total_steps - learning_starts) is a whole number of eval blocks, so the budget is exact.
+    fine_config = P.exploration_config(total_steps=200, **small)
+    out = P.pretrain_finetune(jax.random.PRNGKey(0), sac, pre_config, fine_config, env, params,
+                              I.APT(representation="obs", k=4))
+    assert out.pretrain.dataset.observations.shape[0] == 200
+    pre = out.pretrain.state.learner
+    # The optimiser step counters carry on from the pretrained learner's (a fresh init restarts at 0).
+    counts = lambda learner: [int(x) for x in jax.tree.leaves(learner)  # noqa: E731
+                              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer) and jnp.ndim(x) == 0]
+    steps = int(out.state.gradient_steps)
+    assert steps > 0 and counts(pre) and all(c > 0 for c in counts(pre))
+    assert counts(out.state.learner) == [c + steps for c in counts(pre)]
+    assert int(out.state.env_steps) == 200 and int(np.asarray(out.metrics["step"])[-1]) == 200
+    assert int(out.state.buffer.size) == 200 and out.state.intrinsic is None

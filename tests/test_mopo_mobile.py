@@ -76,7 +76,9 @@ def test_presets_are_valid_configs():
     for module in (mopo, mobile):
         for name, values in module.PRESETS.items():
             module.Config().override(**{k: v for k, v in values.items() if not k.startswith("_")})
-            assert name.split("-")[0] in ("halfcheetah", "hopper", "walker2d")
+            assert name == "paper" or name.split("-")[0] in ("halfcheetah", "hopper", "walker2d")
+            assert values["clip_to_data"] is False  # the papers' codes do not clip rollouts
+        assert module.Config().clip_to_data is True
 
 
 def test_config_errors_name_the_field():
@@ -133,34 +135,33 @@ def behaviour_cloning_return(dataset, env, env_params, steps=3_000) -> float:
     return float(fit(jax.random.PRNGKey(0)))
 
 
-NOT_YET = (
-    "not reached on every seed: the model is accurate here (one-step errors ~1e-3 of the state, "
-    "also off the data), but model-based SAC can settle in Pendulum's local optimum of spinning "
-    "at full torque (-9.7 per step, better than hanging still at -9.9), where the temperature "
-    "grows and the critic diverges; with lambda = 1 and 40k gradient steps 2 of 3 seeds swing "
-    "up (final -280, -97), the others spin (about -1590)"
-)
-
-
 @pytest.mark.timeout(900)
 def test_mopo_beats_behaviour_cloning_on_medium_pendulum(medium):
+    """MOPO with the paper's h = 5 and lambda = 1 (its defaults), 40k gradient steps.
+
+    Without ``clip_to_data`` (the papers' codes) this seed settles in Pendulum's local optimum
+    of spinning at full torque (-9.7 per step, better than hanging still at -9.9): its model
+    rollouts drift past the data's largest angular velocity, the critic diverges there and the
+    policy keeps spinning (about -1500).
+    """
     dataset, info, dynamics = medium
     env, env_params = rlx.envs.make(ENV)
     bc = behaviour_cloning_return(dataset, env, env_params)
-    config = mopo.MOPOConfig(total_steps=20_000, rollout_length=5, penalty_coef=5.0, **SMALL)
+    config = mopo.MOPOConfig(total_steps=40_000, **{**SMALL, "eval_every": 4_000})
+    assert (config.rollout_length, config.penalty_coef, config.clip_to_data) == (5, 1.0, True)  # the defaults
     agent = mopo.agent(dataset, dynamics, config=config, info=info)
     out = jax.jit(make_train(agent, config, env, env_params))(jax.random.PRNGKey(0))
     metrics = jax.device_get(out.metrics)
     returns = metrics["eval/return_mean"]
-    np.testing.assert_array_equal(metrics["step"], np.arange(1, 11) * 2_000)  # gradient steps
+    np.testing.assert_array_equal(metrics["step"], np.arange(1, 11) * 4_000)  # gradient steps
     # the normalized score of the same episodes, from the dataset's reference returns
     expected = 100 * (returns - info.random_return) / (info.expert_return - info.random_return)
     np.testing.assert_allclose(metrics["eval/normalized_score"], expected, rtol=1e-4, atol=1e-3)
     assert np.all(metrics["model/penalty"] > 0)
     assert np.all(np.isfinite(returns))
     final = float(np.mean(returns[-2:]))
-    if final <= bc + 100:  # the learning threshold this test exists for; everything above must hold
-        pytest.xfail(f"{NOT_YET}: MOPO {returns.round(0)} vs behaviour cloning {bc:.1f}")
+    print(f"MOPO returns {returns.round(0)}, behaviour cloning {bc:.1f}")
+    assert final > bc + 100, f"MOPO {returns.round(0)} vs behaviour cloning {bc:.1f}"
 
 
 @pytest.mark.timeout(600)

@@ -75,9 +75,14 @@ _TASKS = {
     "walker2d-medium-expert": {"rollout_length": 1, "penalty_coef": 1.5},
 }
 PRESETS = {
-    name: {"_doc": "MOBILE paper code, " + name + ": " + ", ".join(f"{k}={v}" for k, v in values.items()), **values}
+    name: {
+        "_doc": "MOBILE paper code, " + name + ": " + ", ".join(f"{k}={v}" for k, v in values.items())
+        + ", rollouts not clipped to the data",
+        **values, "clip_to_data": False,
+    }
     for name, values in _TASKS.items()
 }
+PRESETS["paper"] = {"_doc": "MOBILE paper code's defaults: rollouts not clipped to the data's range", "clip_to_data": False}
 
 
 def bellman_inconsistency(config: MOBILEConfig, dynamics: Dynamics, learner: sac.SACLearner, obs, action, key, action_dim):

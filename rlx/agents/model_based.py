@@ -40,7 +40,7 @@ from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, 
 from rlx.core.types import Transition
 from rlx.models import ensemble as ens
 from rlx.models import termination as term_rules
-from rlx.models.rollout import TransitionFn, rollout, rollout_stats, sample_elite
+from rlx.models.rollout import TransitionFn, clip_next_obs, rollout, rollout_stats, sample_elite
 
 _widths = dict(check=lambda v: None if len(v) > 0 and all(int(w) >= 1 for w in v) else "need >= 1 positive width")
 
@@ -58,6 +58,10 @@ class ModelBasedConfig(TrainConfig):
     rollout_freq: int = static(1_000, "gradient steps between model rollouts (one iteration)", low=1)
     rollout_batch_size: int = static(50_000, "start states per rollout, drawn from the dataset", low=1)
     rollout_length: int = static(5, "model rollout horizon h", low=1)
+    clip_to_data: bool = static(
+        True, "clip model next states to the dataset's per-dimension observation range (False: the "
+        "papers' codes, which let rollouts leave it)", choices=(False, True),
+    )
     model_retain_epochs: int = static(5, "rollouts the model buffer holds (capacity = batch * h * retain)", low=1)
     real_ratio: float = static(0.05, "fraction of every minibatch drawn from the real dataset", low=0.0, high=1.0)
     batch_size: int = static(256, "SAC minibatch (real + model rows)", low=2)
@@ -263,9 +267,14 @@ class OfflineAgent:
         action_dim = int(self.data.action.shape[-1])
         key, k_start, k_roll, k_learn = jax.random.split(state.key, 4)
         start = self.data.obs[jax.random.randint(k_start, (config.rollout_batch_size,), 0, self.size)]
+        transition_fn = self.transition_fn
+        if config.clip_to_data:
+            low = jnp.minimum(jnp.min(self.data.obs, axis=0), jnp.min(self.data.next_obs, axis=0))
+            high = jnp.maximum(jnp.max(self.data.obs, axis=0), jnp.max(self.data.next_obs, axis=0))
+            transition_fn = clip_next_obs(transition_fn, low, high)
         out = rollout(
             k_roll, self.dynamics, lambda obs, k: sac.act(sac_config, state.learner, obs, k), start,
-            config.rollout_length, self.transition_fn, self.algorithm.rollout_penalty(config),
+            config.rollout_length, transition_fn, self.algorithm.rollout_penalty(config),
         )
         model_buffer = add_masked(state.model_buffer, out.transitions, out.valid)
         n_real = config.model_batch_size_real

@@ -14,7 +14,10 @@ of 5 % real and 95 % model rows (:mod:`rlx.agents.model_based`).
 Defaults: the ensemble of Sec. 3.1 (7 members, 5 elites, 4 x 200 Swish), 50,000 rollouts of
 h = 5 every 1000 gradient steps, model buffer of 5 rollouts, real_ratio 0.05, SAC 2 x 256 with
 Adam 3e-4, gamma 0.99, tau 0.005, learned temperature with target entropy -|A|, 1M gradient
-steps (1000 epochs of 1000). The paper tunes (h, lambda) per task; h = 5, lambda = 1 is the most
+steps (1000 epochs of 1000). One default departs from the code: model next states are clipped to
+the dataset's observation range (``clip_to_data``; ``--preset paper`` turns it off), which kept
+the critic from diverging on a small Pendulum task (:func:`rlx.models.rollout.clip_next_obs`).
+The paper tunes (h, lambda) per task; h = 5, lambda = 1 is the most
 frequent pair of its table, and each task's pair is a preset (``--preset hopper-medium``).
 
 Usage::
@@ -57,9 +60,13 @@ _TABLE = {
     "halfcheetah-medium-expert": (5, 5.0), "hopper-medium-expert": (5, 1.0), "walker2d-medium-expert": (1, 2.0),
 }
 PRESETS = {
-    name: {"_doc": f"MOPO paper code, {name}: h={h}, lambda={lam}", "rollout_length": h, "penalty_coef": lam}
+    name: {
+        "_doc": f"MOPO paper code, {name}: h={h}, lambda={lam}, rollouts not clipped to the data",
+        "rollout_length": h, "penalty_coef": lam, "clip_to_data": False,
+    }
     for name, (h, lam) in _TABLE.items()
 }
+PRESETS["paper"] = {"_doc": "MOPO paper code's defaults: rollouts not clipped to the data's range", "clip_to_data": False}
 
 
 def uncertainty_penalty(prediction: Prediction) -> jax.Array:

@@ -64,6 +64,23 @@ def sample_elite(key: jax.Array, prediction: Prediction) -> ModelTransition:
     return ModelTransition(next_obs=y[:, :-1], reward=y[:, -1], terminated=jnp.zeros((batch,), bool))
 
 
+def clip_next_obs(transition_fn: TransitionFn, low: jax.Array, high: jax.Array) -> TransitionFn:
+    """``transition_fn`` with its next states clipped to [low, high] per dimension.
+
+    With ``low`` / ``high`` the dataset's observation range this keeps model rollouts where the
+    critic was trained. Measured on a 10k medium Pendulum dataset (MOPO, lambda = 1, 40k
+    gradient steps): without it, rollouts of a policy spinning at full torque drift past the
+    data's largest angular velocity, the critic extrapolates there and diverges (Q > +1000 with
+    rewards <= 0) and the policy stays spinning (-1590); with it the same seed swings up (-149).
+    """
+
+    def clipped(key: jax.Array, prediction: Prediction) -> ModelTransition:
+        chosen = transition_fn(key, prediction)
+        return chosen._replace(next_obs=jnp.clip(chosen.next_obs, low, high))
+
+    return clipped
+
+
 class Rollout(NamedTuple):
     """``horizon * B`` model transitions (step-major) and which of them are real steps."""
 
