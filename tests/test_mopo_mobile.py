@@ -59,6 +59,21 @@ def test_mobile_penalty_is_the_unbiased_std_over_elites():
     assert float(jnp.std(jnp.array([1.0, 2.0, 3.0]))) == pytest.approx(0.8165, abs=1e-4)
 
 
+def test_clip_to_data_clips_only_the_next_state():
+    from rlx.models.rollout import ModelTransition, clip_next_obs
+
+    def fixed(key, prediction):
+        return ModelTransition(
+            next_obs=jnp.array([[-3.0, 0.5], [0.25, 9.0]]), reward=jnp.array([-7.0, 4.0]),
+            terminated=jnp.array([False, True]),
+        )
+
+    out = clip_next_obs(fixed, jnp.array([-1.0, 0.0]), jnp.array([1.0, 2.0]))(jax.random.PRNGKey(0), None)
+    np.testing.assert_array_equal(out.next_obs, [[-1.0, 0.5], [0.25, 2.0]])
+    np.testing.assert_array_equal(out.reward, [-7.0, 4.0])  # rewards and the cut flag untouched
+    np.testing.assert_array_equal(out.terminated, [False, True])
+
+
 def test_mixed_batch_and_schedule():
     config = mopo.MOPOConfig()
     assert (config.model_batch_size_real, config.model_rows) == (12, 244)
