@@ -1,7 +1,6 @@
 """PPO: GAE and clip known values (algorithms.md 5.5), truncation bootstraps and termination
 does not, and CartPole is solved within the CI budget."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -196,6 +196,8 @@ class OfflineAgent:
     algorithm: ModuleType
     data: Transition
     dynamics: ens.Dynamics
+    obs_low: jax.Array  # the dataset's per-dimension observation range (obs and next_obs),
+    obs_high: jax.Array  # the bounds of ``clip_to_data``
     random_return: float | None = None
     expert_return: float | None = None
     transition_fn: TransitionFn = sample_elite
@@ -269,9 +271,7 @@ class OfflineAgent:
         start = self.data.obs[jax.random.randint(k_start, (config.rollout_batch_size,), 0, self.size)]
         transition_fn = self.transition_fn
         if config.clip_to_data:
-            low = jnp.minimum(jnp.min(self.data.obs, axis=0), jnp.min(self.data.next_obs, axis=0))
-            high = jnp.maximum(jnp.max(self.data.obs, axis=0), jnp.max(self.data.next_obs, axis=0))
-            transition_fn = clip_next_obs(transition_fn, low, high)
+            transition_fn = clip_next_obs(transition_fn, self.obs_low, self.obs_high)
         out = rollout(
             k_roll, self.dynamics, lambda obs, k: sac.act(sac_config, state.learner, obs, k), start,
             config.rollout_length, transition_fn, self.algorithm.rollout_penalty(config),
@@ -345,10 +345,13 @@ def build_agent(
             dataset, config.dynamics_config(), jax.random.PRNGKey(0) if key is None else key,
             termination=rule, progress=progress,
         )
+    data = dataset_transitions(dataset)
     return OfflineAgent(
         algorithm=algorithm,
-        data=dataset_transitions(dataset),
+        data=data,
         dynamics=dynamics,
+        obs_low=jnp.minimum(jnp.min(data.obs, axis=0), jnp.min(data.next_obs, axis=0)),
+        obs_high=jnp.maximum(jnp.max(data.obs, axis=0), jnp.max(data.next_obs, axis=0)),
         random_return=getattr(info, "random_return", None),
         expert_return=getattr(info, "expert_return", None),
         transition_fn=transition_fn,
