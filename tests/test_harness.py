@@ -75,7 +75,7 @@ _OFFLINE = {
     "model_retain_epochs": 1, "batch_size": 20, "hidden_sizes": (8,), "ensemble_size": 3, "num_elites": 2,
     "model_hidden_sizes": (8,), "eval_episodes": 2,
 }
-OFFLINE_AGENTS = {"mopo", "mobile"}
+OFFLINE_AGENTS = {"mopo", "mobile", "morec_mopo", "morec_mobile"}
 
 
 def offline_setup(name: str):
@@ -104,6 +104,13 @@ def offline_setup(name: str):
         elites=jnp.arange(dyn_config.num_elites, dtype=jnp.int32), holdout_mse=jnp.zeros(dyn_config.ensemble_size),
         termination=rule,
     )
+    if name.startswith("morec_"):  # MOREC: the base with the filter of a (barely trained) dynamics reward
+        from rlx.agents import morec
+        from rlx.models.dynamics_reward import DynamicsRewardConfig, train_dynamics_reward
+
+        tiny = DynamicsRewardConfig(iterations=2, keep_last=2, keep_every=1, batch_size=8, hidden_sizes=(8,), generator_hidden_sizes=(8,))
+        reward, _ = train_dynamics_reward(dataset, tiny, jax.random.PRNGKey(1))
+        return morec.agent(agent_module, dataset, dynamics, config=config, dynamics_reward=reward), config, env, params
     return agent_module.agent(dataset, dynamics, config=config), config, env, params
 
 # For agents without an entry: shrink these fields where the config has them.

@@ -178,9 +178,64 @@ def test_morec_mopo_does_at_least_as_well_as_mopo_on_the_same_seeds(fridge):
         ("mopo", mopo.MOPOConfig(rollout_length=5, **small), mopo.agent(dataset, dynamics)),
         ("morec_mopo", morec.mopo_config(rollout_length=20, **small), morec.agent("mopo", dataset, dynamics, dynamics_reward=dr)),
     ):
-        assert isinstance(agent, model_based.OfflineAgent) and agent.algorithm is mopo
+        assert isinstance(agent, model_based.OfflineAgent) and getattr(agent.algorithm, "base", agent.algorithm) is mopo
         out = jax.jit(jax.vmap(make_train(agent, config, env, env_params)))(keys)
         returns = np.asarray(out.metrics["eval/return_mean"])  # (seeds, evaluations)
         finals[name] = returns[:, -1]
     print("final return per seed", finals)
     assert finals["morec_mopo"].mean() >= finals["mopo"].mean() - 1.0, finals
+
+
+# ------------------------------------------------------------------------------------------
+# The command line: `rlx train morec_mopo|morec_mobile --dataset PATH`
+# ------------------------------------------------------------------------------------------
+def test_morec_variants_are_registered_agents_with_their_own_configs_and_presets():
+    from rlx.agents import get_agent
+
+    for name, base in (("morec_mopo", mopo), ("morec_mobile", morec.mobile)):
+        variant = get_agent(name)
+        assert variant.NAME == name and variant.base is base
+        assert issubclass(variant.Config, base.Config)  # every base field, MOREC's defaults
+        assert variant.Config().rollout_length == 100 and variant.Config().filter_terminal_reward == pytest.approx(0.6)
+        assert "paper" in variant.PRESETS and "hopper-medium" in variant.PRESETS
+        with pytest.raises(ConfigError, match="--dataset"):
+            variant.check_env(None, None, None)
+    assert get_agent("morec_mobile").Config().filter_selection == "softmax"
+    hopper = get_agent("morec_mopo").PRESETS["hopper-medium"]
+    assert (hopper["penalty_coef"], hopper["filter_selection"]) == (15.0, "softmax")
+    with pytest.raises(ConfigError, match="reward_keep_every"):
+        morec.mopo_config(reward_keep_every=7).validate()
+
+
+@pytest.mark.timeout(300)
+def test_rlx_train_morec_mopo_from_a_dataset_folder(tmp_path, capsys):
+    import json
+
+    from rlx.buffers.dataset import Dataset, DatasetInfo, save
+    from rlx.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = 64
+    obs = rng.normal(size=(rows, 3)).astype(np.float32)
+    dataset = Dataset(
+        observations=obs, actions=rng.uniform(-1, 1, size=(rows, 1)).astype(np.float32),
+        rewards=rng.normal(size=rows).astype(np.float32), next_observations=obs + 0.1 * rng.normal(size=(rows, 3)).astype(np.float32),
+        terminals=np.zeros(rows, bool), timeouts=np.zeros(rows, bool),
+    )
+    save(tmp_path / "data", dataset, DatasetInfo(env="gymnax/Pendulum-v1", kind="random", size=rows))
+    tiny = [
+        "--env", "gymnax/Pendulum-v1", "--env-kwarg", "max_steps_in_episode=20", "--dataset", str(tmp_path / "data"),
+        "--total-steps", "16", "--eval-every", "8", "--rollout-freq", "8", "--rollout-batch-size", "8",
+        "--rollout-length", "3", "--batch-size", "20", "--hidden-sizes", "8", "--ensemble-size", "3", "--num-elites", "2",
+        "--model-hidden-sizes", "8", "--model-max-epochs", "1", "--model-min-steps-per-epoch", "1", "--eval-episodes", "1",
+        "--reward-iterations", "2", "--reward-keep-last", "2", "--reward-keep-every", "1", "--no-progress",
+    ]
+    assert main(["train", "morec_mopo", *tiny[:-1], "--reward-keep-every", "3"]) == 2  # refused before training
+    assert "reward_keep_every" in capsys.readouterr().err
+    assert main(["train", "morec_mopo", "--env", "gymnax/Pendulum-v1", "--no-progress"]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(["train", "morec_mopo", *tiny, "--out", str(out)]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["agent"] == "morec_mopo"
+    assert (info["config"]["rollout_length"], info["config"]["reward_keep_every"]) == (3, 1)

@@ -15,6 +15,9 @@ AGENTS: dict[str, str] = {
     # offline model-based (train from a dataset: `rlx train mopo --dataset PATH`)
     "mopo": "rlx.agents.mopo",
     "mobile": "rlx.agents.mobile",
+    # MOREC's transition filter on MOPO / MOBILE (`rlx train morec_mopo --dataset PATH`)
+    "morec_mopo": "rlx.agents.morec:MOREC_MOPO",
+    "morec_mobile": "rlx.agents.morec:MOREC_MOBILE",
 }
 
 
@@ -23,11 +26,14 @@ class UnknownAgentError(ValueError):
 
 
 def get_agent(name: str) -> ModuleType:
-    """The agent module registered as ``name`` (case-insensitive)."""
+    """The agent module registered as ``name`` (case-insensitive); for a variant of another
+    agent (MOREC-MOPO is MOPO with a filter), an object with the module's contract."""
     key = name.lower()
     if key not in AGENTS:
         raise UnknownAgentError(f"unknown agent {name!r}; available: {', '.join(sorted(AGENTS))}")
-    return importlib.import_module(AGENTS[key])
+    module, _, attribute = AGENTS[key].partition(":")  # "pkg.module" or "pkg.module:object"
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 def agent_names() -> list[str]:

@@ -377,8 +377,12 @@ def add_cli_arguments(group) -> None:
     group.add_argument("--save-dynamics", default=None, metavar="PATH", help="save the trained dynamics model here")
 
 
-def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig) -> OfflineAgent:
-    """The agent of ``rlx train mopo|mobile --dataset PATH [--dynamics PATH]``."""
+def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Callable[..., OfflineAgent] | None = None) -> OfflineAgent:
+    """The agent of ``rlx train mopo|mobile --dataset PATH [--dynamics PATH]``.
+
+    ``build(dataset, dynamics, config=, info=, env_name=, key=)`` makes the agent (default
+    :func:`build_agent` of ``algorithm``; MOREC passes its own, which adds the filter).
+    """
     if not getattr(args, "dataset", None):
         no_dataset(algorithm.NAME)()
     from rlx.buffers import dataset as ds
@@ -392,7 +396,8 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig) -> OfflineAg
     loaded = loader(args.dataset)
     dataset, info = loaded if isinstance(loaded, tuple) else (loaded, None)
     dynamics = ens.load_dynamics(args.dynamics) if args.dynamics else None
-    agent = build_agent(algorithm, dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed))
+    build = build or (lambda *a, **kw: build_agent(algorithm, *a, **kw))
+    agent = build(dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed))
     if args.save_dynamics:
         ens.save_dynamics(args.save_dynamics, agent.dynamics)
     return agent

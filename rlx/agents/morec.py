@@ -16,7 +16,14 @@ Defaults that differ from the bases (the official code's generators, Sec. 4.3): 
 target (``deterministic_backup=False``), 10 averaged discriminators (every 40th of 400) instead
 of MOREC-MOPO's 40 (every 10th). :func:`mopo_config` / :func:`mobile_config` build them.
 
-Usage::
+The two variants are registered agents with their own configs (:class:`MORECMOPOConfig`,
+:class:`MORECMOBILEConfig`: the base's fields, MOREC's defaults, and the filter's and dynamics
+reward's settings as ``filter_*`` / ``reward_*`` fields) and per-task presets of the official
+code (``../shared/algorithms.md`` Sec. 4.3)::
+
+    rlx train morec_mopo --env brax/hopper --dataset data/hopper-medium --preset hopper-medium
+
+Python::
 
     agent = morec.agent("mopo", dataset)                 # trains ensemble and dynamics reward
     config = morec.mopo_config(total_steps=100_000)
@@ -25,41 +32,175 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
+from types import ModuleType
+
 import jax
 
 from rlx.agents import mobile, model_based, mopo
-from rlx.core.config import ConfigError
+from rlx.core.config import Config, ConfigError, config_dataclass, static, tunable
 from rlx.models import dynamics_reward as drw
-from rlx.models.filter import FilterConfig, make_filter
+from rlx.models.filter import SELECTIONS, FilterConfig, make_filter
 
 BASES = {"mopo": mopo, "mobile": mobile}
 MOREC_ROLLOUTS = dict(rollout_length=100, rollout_batch_size=2_000)
 
 
-def mopo_config(**overrides) -> mopo.MOPOConfig:
-    """MOPO's config with MOREC-MOPO's rollouts (h = 100, 2000 starts); ``overrides`` win."""
-    return mopo.MOPOConfig(**{**MOREC_ROLLOUTS, **overrides})
+# ---------------------------------------------------------------------------------------------
+# Configs: the base's fields with MOREC's defaults, plus the filter and the dynamics reward
+# ---------------------------------------------------------------------------------------------
+@config_dataclass
+class MORECFields(Config):
+    """The settings MOREC adds to its base (defaults: the official code's)."""
+
+    filter_samples_per_elite: int = static(2, "filter: candidate next states each elite draws per step", low=1)
+    filter_selection: str = static("argmax", "filter: keep the argmax-r_D candidate or draw one by softmax(r_D / 0.1)", choices=SELECTIONS)
+    filter_terminal_reward: float = static(0.6, "filter: end a branch whose kept candidate has r_D below this (0: never)", low=0.0)
+    reward_iterations: int = static(400, "dynamics reward: adversarial iterations", low=1)
+    reward_keep_last: int = static(400, "dynamics reward: the last this-many discriminators are candidates for the average", low=1)
+    reward_keep_every: int = static(10, "dynamics reward: average every k-th of them", low=1)
+
+    def filter_config(self) -> FilterConfig:
+        return FilterConfig(
+            samples_per_elite=self.filter_samples_per_elite, selection=self.filter_selection,
+            terminal_reward=self.filter_terminal_reward,
+        )
+
+    def reward_config(self) -> drw.DynamicsRewardConfig:
+        return drw.DynamicsRewardConfig(
+            iterations=self.reward_iterations, keep_last=self.reward_keep_last, keep_every=self.reward_keep_every,
+        )
+
+    def _check_consistency(self) -> list[str]:
+        problems = super()._check_consistency()
+        if self.reward_keep_last > self.reward_iterations:
+            problems.append(f"reward_keep_last={self.reward_keep_last} must be <= reward_iterations={self.reward_iterations}")
+        if self.reward_keep_last % self.reward_keep_every:
+            problems.append(f"reward_keep_last={self.reward_keep_last} must be a multiple of reward_keep_every={self.reward_keep_every}")
+        return problems
 
 
-def mobile_config(**overrides) -> mobile.MOBILEConfig:
-    """MOBILE's config with MOREC-MOBILE's settings (h = 100, 2000 starts, alpha 0.1, entropy backup)."""
-    return mobile.MOBILEConfig(**{**MOREC_ROLLOUTS, "init_alpha": 0.1, "deterministic_backup": False, **overrides})
+@config_dataclass
+class MORECMOPOConfig(MORECFields, mopo.MOPOConfig):
+    """MOPO's fields; rollouts of h = 100 from 2000 starts; 40 averaged discriminators."""
+
+    rollout_length: int = static(100, "model rollout horizon h (MOREC: long, bad branches are cut)", low=1)
+    rollout_batch_size: int = static(2_000, "start states per rollout, drawn from the dataset", low=1)
 
 
-def reward_config(base: str, **overrides) -> drw.DynamicsRewardConfig:
+@config_dataclass
+class MORECMOBILEConfig(MORECFields, mobile.MOBILEConfig):
+    """MOBILE's fields; h = 100 from 2000 starts, temperature from 0.1, entropy term in the target,
+    softmax selection, 10 averaged discriminators."""
+
+    rollout_length: int = static(100, "model rollout horizon h (MOREC: long, bad branches are cut)", low=1)
+    rollout_batch_size: int = static(2_000, "start states per rollout, drawn from the dataset", low=1)
+    init_alpha: float = tunable(0.1, "initial temperature", low=0.0, low_inclusive=False)
+    deterministic_backup: bool = static(False, "critic target without the -alpha log pi term", choices=(False, True))
+    filter_selection: str = static("softmax", "filter: keep the argmax-r_D candidate or draw one by softmax(r_D / 0.1)", choices=SELECTIONS)
+    reward_keep_every: int = static(40, "dynamics reward: average every k-th of them", low=1)
+
+
+def _presets(base_name: str, table: dict) -> dict:
+    presets = {
+        name: {"_doc": f"MOREC-{base_name} paper code, {name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+               + ", rollouts not clipped to the data", **values, "clip_to_data": False}
+        for name, values in table.items()
+    }
+    presets["paper"] = {"_doc": f"MOREC-{base_name} paper code's defaults: rollouts not clipped to the data's range", "clip_to_data": False}
+    return presets
+
+
+# Per-task settings of the official code's generators (D4RL v2; ../shared/algorithms.md Sec. 4.3).
+_MOPO_TASKS = {
+    f"{env}-{kind}": {"penalty_coef": lam, "filter_selection": sel}
+    for env, row in {
+        "halfcheetah": {"random": (0.5, "softmax"), "medium": (0.5, "argmax"), "medium-replay": (0.5, "softmax"), "medium-expert": (0.5, "argmax")},
+        "hopper": {"random": (10.0, "argmax"), "medium": (15.0, "softmax"), "medium-replay": (15.0, "softmax"), "medium-expert": (15.0, "softmax")},
+        "walker2d": {"random": (1.0, "softmax"), "medium": (0.5, "softmax"), "medium-replay": (0.25, "argmax"), "medium-expert": (1.0, "softmax")},
+    }.items()
+    for kind, (lam, sel) in row.items()
+}
+_MOBILE_TASKS = {
+    "halfcheetah-random": {"penalty_coef": 0.25}, "halfcheetah-medium": {"penalty_coef": 0.25},
+    "halfcheetah-medium-replay": {"penalty_coef": 0.25}, "halfcheetah-medium-expert": {"penalty_coef": 1.0, "real_ratio": 0.5},
+    "hopper-random": {"penalty_coef": 7.5, "deterministic_backup": True}, "hopper-medium": {"penalty_coef": 1.5},
+    "hopper-medium-replay": {"penalty_coef": 0.5}, "hopper-medium-expert": {"penalty_coef": 1.5},
+    "walker2d-random": {"penalty_coef": 1.0}, "walker2d-medium": {"penalty_coef": 0.75, "model_max_epochs": 30},
+    "walker2d-medium-replay": {"penalty_coef": 0.1}, "walker2d-medium-expert": {"penalty_coef": 0.25},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The registered agents: the base's learning, MOREC's config, the filter in the rollout slot
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class MORECAlgorithm:
+    """MOREC on ``base``: the ``algorithm`` of :class:`rlx.agents.model_based.OfflineAgent`
+    (``learn`` and ``rollout_penalty`` are the base's own) and the agent module contract of
+    ``rlx train`` (which, as for the bases, needs ``--dataset``)."""
+
+    base: ModuleType
+    NAME: str  # noqa: N815  (the agent contract's names)
+    Config: type  # noqa: N815
+    PRESETS: dict  # noqa: N815
+
+    def learn(self, *args):
+        return self.base.learn(*args)
+
+    def rollout_penalty(self, config):
+        return self.base.rollout_penalty(config)
+
+    def check_env(self, *args, **kwargs):
+        model_based.no_dataset(self.NAME)()
+
+    init = update = make_policy = check_env
+
+    @staticmethod
+    def add_cli_arguments(group) -> None:
+        model_based.add_cli_arguments(group)
+
+    def from_cli(self, args, config) -> model_based.OfflineAgent:
+        return model_based.from_cli(self, args, config, build=lambda *a, **kw: agent(self, *a, **kw))
+
+    @staticmethod
+    def observation_stats(state):
+        return None
+
+
+MOREC_MOPO = MORECAlgorithm(mopo, "morec_mopo", MORECMOPOConfig, _presets("MOPO", _MOPO_TASKS))
+MOREC_MOBILE = MORECAlgorithm(mobile, "morec_mobile", MORECMOBILEConfig, _presets("MOBILE", _MOBILE_TASKS))
+VARIANTS = {"mopo": MOREC_MOPO, "mobile": MOREC_MOBILE}
+
+
+def mopo_config(**overrides) -> MORECMOPOConfig:
+    """MOREC-MOPO's config (h = 100, 2000 starts); ``overrides`` win."""
+    return MORECMOPOConfig(**overrides)
+
+
+def mobile_config(**overrides) -> MORECMOBILEConfig:
+    """MOREC-MOBILE's config (h = 100, 2000 starts, alpha 0.1, entropy backup, softmax selection)."""
+    return MORECMOBILEConfig(**overrides)
+
+
+def reward_config(base, **overrides) -> drw.DynamicsRewardConfig:
     """The discriminator history of the base: every 10th of 400 (MOPO) or every 40th (MOBILE)."""
-    keep_every = {"mopo": 10, "mobile": 40}[_base(base).NAME]
-    return drw.DynamicsRewardConfig(**{"keep_every": keep_every, **overrides})
+    return drw.DynamicsRewardConfig(**{**_variant(base).Config().reward_config().to_dict(), **overrides})
 
 
-def _base(base):
+def _variant(base) -> MORECAlgorithm:
+    """The MOREC variant of ``base``: a name ("mopo", "morec_mopo"), a base module, or a variant."""
+    if isinstance(base, MORECAlgorithm):
+        return base
     if isinstance(base, str):
-        if base not in BASES:
-            raise ConfigError(f"base={base!r}; allowed: {', '.join(BASES)}")
-        return BASES[base]
-    if base not in BASES.values():
-        raise ConfigError(f"base must be one of {', '.join(BASES)} (name or module), got {base!r}")
-    return base
+        name = base.lower().removeprefix("morec_")
+        if name not in VARIANTS:
+            raise ConfigError(f"base={base!r}; allowed: {', '.join(VARIANTS)}")
+        return VARIANTS[name]
+    for name, module in BASES.items():
+        if base is module:
+            return VARIANTS[name]
+    raise ConfigError(f"base must be one of {', '.join(BASES)} (name or module), got {base!r}")
 
 
 def agent(
@@ -67,6 +208,7 @@ def agent(
     dataset,
     dynamics=None,
     *,
+    config: model_based.ModelBasedConfig | None = None,
     dynamics_reward: drw.DynamicsReward | None = None,
     reward_config: drw.DynamicsRewardConfig | None = None,
     filter_config: FilterConfig | None = None,
@@ -75,14 +217,18 @@ def agent(
 ) -> model_based.OfflineAgent:
     """The base agent (``"mopo"`` / ``"mobile"``) bound to ``dataset`` with MOREC's filter.
 
-    Trains what is not given: the dynamics ensemble (``build_agent``) and the dynamics reward
-    (``reward_config``, default :func:`reward_config` of the base). ``kwargs`` go to
-    :func:`rlx.agents.model_based.build_agent` (``config``, ``info``, ``env_name``, ``progress``).
+    Trains what is not given: the dynamics ensemble (``build_agent``) and the dynamics reward.
+    The filter and the dynamics reward's settings come from ``filter_config`` / ``reward_config``
+    when given, else from ``config`` (a MOREC config's ``filter_*`` / ``reward_*`` fields), else
+    from the variant's defaults. ``kwargs`` go to :func:`rlx.agents.model_based.build_agent`
+    (``info``, ``env_name``, ``progress``).
     """
-    module = _base(base)
-    filter_config = (filter_config or FilterConfig()).validate()  # refused before any training
+    variant = _variant(base)
+    config = (config or variant.Config()).validate()  # refused before any training
+    fields = config if isinstance(config, MORECFields) else variant.Config()
+    filter_config = (filter_config or fields.filter_config()).validate()
     if dynamics_reward is None:
-        rcfg = (reward_config or globals()["reward_config"](module.NAME)).validate()
+        rcfg = (reward_config or fields.reward_config()).validate()
         k_reward = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, 1)
         dynamics_reward, _ = drw.train_dynamics_reward(dataset, rcfg, k_reward)
     obs_dim = int(dataset.observations.shape[-1])
@@ -91,5 +237,6 @@ def agent(
             f"dynamics_reward scores observations of size {int(dynamics_reward.obs_mean.shape[-1])}; the dataset has {obs_dim}"
         )
     return model_based.build_agent(
-        module, dataset, dynamics, key=key, transition_fn=make_filter(dynamics_reward, filter_config), **kwargs
+        variant, dataset, dynamics, config=config, key=key,
+        transition_fn=make_filter(dynamics_reward, filter_config), **kwargs,
     )
