@@ -201,6 +201,13 @@ def run(
     def lift(fn):
         return jax.vmap(fn) if batched else fn
 
+    if progress and not complete and schedule.total_env_steps != int(config.total_steps):
+        print(
+            f"{env_name}: total_steps={int(config.total_steps):,} runs as {schedule.total_env_steps:,} steps per seed "
+            f"(warm-up {schedule.warmup_env_steps:,} + {schedule.num_evals} evaluation blocks of "
+            f"{schedule.env_steps_per_eval:,}); for an exact count make total_steps - warm-up a multiple of eval_every",
+            flush=True,
+        )
     bar = _progress_bar(progress and not complete, schedule.total_env_steps * num_seeds, f"{env_name}")
     t0 = time.perf_counter()
     if restored is None:
