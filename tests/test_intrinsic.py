@@ -181,3 +181,142 @@ def test_reward_free_never_reads_the_task_reward():
 def test_bad_settings_are_refused_with_the_field_named(make, field):
     with pytest.raises(ConfigError, match=field):
         make()
+
+
+# ---- the bonus in GiGPO / GRPO: per-step rewards before the group advantages --------------------
+def test_padded_rollout_steps_get_no_bonus_and_never_reach_the_module():
+    """A GiGPO-shaped rollout (G=1, N=2, T=4): trajectory lengths 3 and 1, so half the rows are
+    padding. Padding is filled with NaN: if any of it reached the module its parameters and the
+    rewards would turn NaN."""
+    from rlx.agents import policy_gradient as pg
+
+    valid = jnp.array([[[True, True, True, False], [True, False, False, False]]])
+    obs = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 4, 3))
+    final_obs = jnp.where(valid[..., None], obs + 1.0, jnp.nan)
+    traj = {
+        "obs": jnp.where(valid[..., None], obs, jnp.nan),
+        "final_obs": final_obs,
+        "action": jnp.array([[[0, 1, 2, 0], [1, 0, 0, 0]]]),
+        "reward": jnp.where(valid, jnp.arange(8.0).reshape(1, 2, 4), jnp.nan),
+        "terminated": jnp.zeros((1, 2, 4), bool),
+    }
+    module = I.RND(hidden_sizes=(8,), embed_dim=4)
+    intrinsic = I.make_intrinsic(module, 3, 3, jax.random.PRNGKey(1), task_coef=0.5, bonus_coef=2.0)
+    new, reward, metrics = jax.jit(
+        lambda i, t, k, m: pg.intrinsic_rollout_rewards(i, t, 3, k, mask=m)
+    )(intrinsic, traj, jax.random.PRNGKey(2), valid)
+    assert reward.shape == (1, 2, 4)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(new.state))
+    reward, v = np.asarray(reward), np.asarray(valid)
+    np.testing.assert_array_equal(reward[~v], 0.0)
+    # The module trained on the 4 real rows, each repeated twice to fill the 8-row batch.
+    real_next = np.asarray(final_obs)[v]
+    assert float(new.state.obs_stats.count) == 8.0
+    np.testing.assert_allclose(np.asarray(new.state.obs_stats.mean), real_next.mean(0), rtol=1e-5, atol=1e-6)
+    # Real rows: 0.5 r + 2 bonus, the bonus of the trained module (URLB's order).
+    real_batch = _batch(np.asarray(obs)[v], jax.nn.one_hot(np.asarray(traj["action"])[v], 3), real_next)
+    expected = 0.5 * np.arange(8.0).reshape(1, 2, 4)[v] + 2.0 * np.asarray(module.bonus(new.state, real_batch))
+    np.testing.assert_allclose(reward[v], expected, rtol=1e-5)
+    assert float(metrics["intrinsic/bonus_mean"]) > 0.0
+
+
+KEYDOOR_TINY = dict(num_envs=2, group_size=2, max_episode_steps=8, update_epochs=1, num_minibatches=2,
+                    hidden_sizes=(8,))
+
+
+@pytest.fixture(scope="module")
+def gigpo_setup():
+    """One tiny GiGPO on KeyDoor; the bonus update is compiled once and serves every coefficient
+    (task_coef and bonus_coef are traced)."""
+    from rlx import envs
+    from rlx.agents import gigpo
+
+    env, params = envs.make("rlx/KeyDoor-v0", height=2, room_width=2, max_steps_in_episode=8)
+    config = gigpo.Config(**KEYDOOR_TINY)
+    update = jax.jit(lambda state: gigpo.update(config, env, params, state))
+    return gigpo, config, env, params, update
+
+
+@pytest.mark.timeout(150)
+def test_gigpo_trains_with_an_rnd_bonus(gigpo_setup):
+    from rlx.explore import phases as P
+
+    gigpo, config, env, params, update = gigpo_setup
+    agent = P.with_intrinsic(gigpo, I.RND(hidden_sizes=(16,), embed_dim=8))  # reward-free
+    state0 = agent.init(config, env, params, jax.random.PRNGKey(0))
+    assert isinstance(state0.intrinsic, I.IntrinsicReward)
+    state, history = state0, []
+    for _ in range(3):
+        state, metrics = update(state)
+        history.append(jax.device_get(metrics))
+    assert update._cache_size() == 1, "recompiled between iterations"
+    for m in history:
+        assert all(np.isfinite(v).all() for v in m.values()), m
+        assert m["intrinsic/bonus_mean"] > 0.0 and m["intrinsic/bonus_max"] >= m["intrinsic/bonus_mean"]
+    # With no success the task reward is 0 everywhere and plain GiGPO's advantages vanish; the
+    # bonus alone gives the groups something to rank.
+    unsolved = [m for m in history if m["train/success_rate"] == 0.0]
+    assert unsolved and all(m["advantage_abs"] > 0.0 for m in unsolved)
+    rnd0, rnd = state0.intrinsic.state, state.intrinsic.state
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(rnd0.predictor_params), jax.tree.leaves(rnd.predictor_params), strict=True))
+    for a, b in zip(jax.tree.leaves(rnd0.target_params), jax.tree.leaves(rnd.target_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(rnd.obs_stats.count) == 3 * config.env_steps_per_iteration  # each iteration's (filled) batch
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(state0.params), jax.tree.leaves(state.params), strict=True))
+
+
+@pytest.mark.timeout(150)
+def test_gigpo_with_a_zero_bonus_is_plain_gigpo(gigpo_setup):
+    """task_coef = 1, bonus_coef = 0 gives exactly plain GiGPO: the relabelling path is neutral.
+    The bonus consumes one key of its own per iteration, so the plain run is handed the same
+    carried key before its second iteration."""
+    from rlx.explore import phases as P
+
+    gigpo, config, env, params, update = gigpo_setup
+    plain_update = jax.jit(lambda state: gigpo.update(config, env, params, state))
+    key = jax.random.PRNGKey(5)
+    neutral = P.with_intrinsic(gigpo, I.RND(hidden_sizes=(16,), embed_dim=8), task_coef=1.0, bonus_coef=0.0)
+    with_bonus = neutral.init(config, env, params, key)
+    plain = gigpo.init(config, env, params, jax.random.split(key)[0])  # the agent's share of the key
+    for _ in range(2):
+        plain = plain.replace(key=with_bonus.key)
+        with_bonus, m_bonus = update(with_bonus)
+        plain, m_plain = plain_update(plain)
+        for a, b in zip(jax.tree.leaves((plain.params, plain.opt_state)),
+                        jax.tree.leaves((with_bonus.params, with_bonus.opt_state)), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        for name, value in m_plain.items():
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(m_bonus[name]), err_msg=name)
+        assert float(m_bonus["intrinsic/bonus_mean"]) > 0.0  # the module did run
+
+
+@pytest.mark.timeout(120)
+def test_gigpo_rollout_records_the_true_successor(gigpo_setup):
+    """final_obs of a step is the next step's obs inside an episode, and the episode's own last
+    observation (not the reset one) where it ends."""
+    gigpo, config, env, params, _ = gigpo_setup
+    state = gigpo.init(config, env, params, jax.random.PRNGKey(0))
+    traj = jax.device_get(jax.jit(lambda p, k: gigpo.rollout(config, env, params, p, state.num_actions, k))(
+        state.params, jax.random.PRNGKey(4)))
+    valid, obs, final = traj["valid"], traj["obs"], traj["final_obs"].astype(np.float32)
+    inside = valid[..., :-1] & valid[..., 1:]
+    assert inside.any()
+    np.testing.assert_array_equal(final[..., :-1, :][inside], obs[..., 1:, :][inside])
+    # Where an episode ends inside the rollout, the next row (padding) starts a fresh episode.
+    ended = valid[..., :-1] & ~valid[..., 1:]
+    if ended.any():
+        assert not np.array_equal(final[..., :-1, :][ended], obs[..., 1:, :][ended])
+
+
+def test_grpo_has_the_bonus_slot_too():
+    from rlx import envs
+    from rlx.agents import grpo
+    from rlx.explore import phases as P
+
+    env, params = envs.make("rlx/KeyDoor-v0", height=2, room_width=2, max_steps_in_episode=8)
+    state = P.with_intrinsic(grpo, I.APT(k=4, representation="obs"), task_coef=1.0, bonus_coef=0.1).init(
+        grpo.Config(**KEYDOOR_TINY), env, params, jax.random.PRNGKey(0))
+    assert isinstance(state.intrinsic, I.IntrinsicReward) and float(state.intrinsic.bonus_coef) == np.float32(0.1)
+    assert grpo.init(grpo.Config(**KEYDOOR_TINY), env, params, jax.random.PRNGKey(0)).intrinsic is None

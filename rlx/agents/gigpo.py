@@ -22,6 +22,18 @@ flags in ``info["invalid_action"]`` loses ``invalid_penalty``; off by default, s
 Observations may have any shape and dtype (vectors, MinAtar's boolean images): the policy
 flattens one observation, and anchor states compare all of its bits.
 
+An exploration bonus (:func:`rlx.explore.with_intrinsic`, ``GroupPGState.intrinsic``) enters
+as a per-step reward: each iteration the module trains on the rollout's real steps (s, a, s'
+with s' the true successor, the final observation at an episode's end) and every real step's
+reward becomes task_coef * r_t + bonus_coef * bonus_t, padding keeping 0, before anything
+above is computed, so the episode returns R(tau) of the episode level and the discounted
+returns R_t of the step level (anchor states) both see it. The reported success rate and
+episode returns stay those of the task reward. Measured on the default KeyDoor (RND, task
+reward + bonus, 2 seeds, up to 461k steps) the bonus did not raise success: with F_norm = std
+even ``bonus_coef=0.001`` turns the groups without a success into bonus contests and the policy
+collapses onto no-op actions (as with the invalid-action penalty, see the config); with
+``normalize_std=False`` and 0.01 the policy stayed near uniform.
+
 Anchor grouping runs inside jit with static shapes: each observation's bits are hashed twice
 (two independent 32-bit hashes), the group's rows are sorted by (padding, hash1, hash2), and a
 new step group starts wherever two neighbours differ in *any observation bit* (not just in the
@@ -293,6 +305,7 @@ class GroupPGState:
     iterations: jax.Array  # int32
     num_actions: int = struct.field(pytree_node=False, default=0)
     obs_ndim: int = struct.field(pytree_node=False, default=1)  # rank of one observation
+    intrinsic: Any = None  # exploration bonus (rlx.explore.intrinsic.IntrinsicReward) or None
 
 
 def _policy_net(config: GiGPOConfig, num_actions: int, obs_ndim: int = 1) -> pg.CategoricalPolicy:
@@ -325,8 +338,9 @@ def init(config: GiGPOConfig, env, env_params, key) -> GroupPGState:
 def rollout(config: GiGPOConfig, env, env_params, params, num_actions: int, key, obs_ndim: int = 1):
     """``num_envs`` groups x ``group_size`` trajectories of ``max_episode_steps`` steps.
 
-    Returns a dict of arrays shaped (G, N, T, ...): obs, action, logp, reward, valid (the step
-    belongs to the episode), invalid_action, terminated."""
+    Returns a dict of arrays shaped (G, N, T, ...): obs, final_obs (the true successor of the
+    step: the episode's last observation where it ends, not the reset one), action, logp,
+    reward, valid (the step belongs to the episode), invalid_action, terminated."""
     g, n, t = config.num_envs, config.group_size, config.max_episode_steps
     net = _policy_net(config, num_actions, obs_ndim)
     k_tasks, k_steps = jax.random.split(key)
@@ -345,6 +359,7 @@ def rollout(config: GiGPOConfig, env, env_params, params, num_actions: int, key,
         invalid = info.get("invalid_action", jnp.zeros_like(terminated))
         out = {
             "obs": obs,
+            "final_obs": info["final_observation"],
             "action": action,
             "logp": pg.log_prob(logits, action),
             "reward": jnp.where(alive, reward.astype(jnp.float32), 0.0),
@@ -389,10 +404,19 @@ def shaped_rewards(config: GiGPOConfig, reward: jax.Array, invalid_action: jax.A
 
 
 def update(config: GiGPOConfig, env, env_params, state: GroupPGState):
-    """One iteration: roll out the groups, compute A = A^E + omega A^S, then minibatch epochs."""
+    """One iteration: roll out the groups, compute A = A^E + omega A^S, then minibatch epochs.
+    With an exploration bonus the module first trains on the rollout's real steps and the
+    rewards behind A become task_coef * r + bonus_coef * bonus (module docstring)."""
     key, k_roll, k_epochs = jax.random.split(state.key, 3)
     traj = rollout(config, env, env_params, state.params, state.num_actions, k_roll, state.obs_ndim)
-    shaped = shaped_rewards(config, traj["reward"], traj["invalid_action"])
+    reward, bonus_metrics = traj["reward"], {}
+    if state.intrinsic is not None:  # exploration bonus on the real (unpadded) steps
+        key, k_bonus = jax.random.split(key)
+        intrinsic, reward, bonus_metrics = pg.intrinsic_rollout_rewards(
+            state.intrinsic, traj, state.num_actions, k_bonus, mask=traj["valid"]
+        )
+        state = state.replace(intrinsic=intrinsic)
+    shaped = shaped_rewards(config, reward, traj["invalid_action"])
     adv, diagnostics = advantages(config, traj["obs"], shaped, traj["valid"])
     valid = traj["valid"].astype(jnp.float32)
     if config.loss_aggregation == "trajectory_mean":
@@ -425,6 +449,7 @@ def update(config: GiGPOConfig, env, env_params, state: GroupPGState):
     metrics = {
         **metrics,
         **diagnostics,
+        **bonus_metrics,
         "train/episode_return_sum": jnp.sum(returns),
         "train/episodes": jnp.float32(num_traj),
         "train/success_rate": jnp.mean(jnp.any(traj["terminated"], axis=-1).astype(jnp.float32)),

@@ -123,21 +123,41 @@ def weighted_group_stats(values: jax.Array, weights: jax.Array, axis: int = -1):
 # ---------------------------------------------------------------------------------------------
 # Exploration bonus on a rollout (rlx.explore.intrinsic)
 # ---------------------------------------------------------------------------------------------
-def intrinsic_rollout_rewards(intrinsic, traj: dict, num_actions: int, key):
-    """Train an ``IntrinsicReward`` on a time-major rollout (T, N) and return
-    (intrinsic', rewards (T, N) = task_coef * r + bonus_coef * bonus, metrics). The bonus is that
-    of s -> s' with s' the true successor (``final_obs``); discrete actions go in one-hot."""
+def intrinsic_rollout_rewards(intrinsic, traj: dict, num_actions: int, key, mask: jax.Array | None = None):
+    """Train an ``IntrinsicReward`` on a rollout of any batch shape (T, N for PPO; G, N, T for
+    GiGPO) and return (intrinsic', rewards = task_coef * r + bonus_coef * bonus, metrics), shaped
+    like ``traj["reward"]``. The bonus is that of s -> s' with s' the true successor
+    (``final_obs``); observations enter as flat float32 vectors, discrete actions one-hot.
+
+    ``mask`` (bool, the rewards' shape) marks the rows that are real steps; the others (the
+    padding after a GiGPO episode ends) get reward 0 and never reach the module: it trains on the
+    real rows alone, compacted to the front of the fixed-size batch and repeated cyclically to
+    fill it (each real row appears floor or ceil of rows / real times, so the module's losses and
+    statistics weigh them almost uniformly; for APT a row's copies are particles of the batch
+    too, at distance 0). The bonus metrics are those of the filled batch. Without a mask every
+    row is used as it is."""
     from rlx.core.types import Transition
 
     shape = traj["reward"].shape
-    flat = lambda x: x.reshape((-1,) + x.shape[len(shape):])  # noqa: E731
+    rows = traj["reward"].size
+    flat = lambda x: x.reshape((rows,) + x.shape[len(shape):])  # noqa: E731
+    vector = lambda x: x.reshape(rows, -1).astype(jnp.float32)  # noqa: E731
     batch = Transition(
-        obs=flat(traj["obs"]), action=flat(jax.nn.one_hot(traj["action"], num_actions)),
-        reward=flat(traj["reward"]), next_obs=flat(traj["final_obs"]),
-        terminated=flat(traj["terminated"]).astype(jnp.float32), truncated=jnp.zeros(shape, jnp.float32).reshape(-1),
+        obs=vector(traj["obs"]), action=flat(jax.nn.one_hot(traj["action"], num_actions)),
+        reward=flat(traj["reward"]), next_obs=vector(traj["final_obs"]),
+        terminated=flat(traj["terminated"]).astype(jnp.float32), truncated=jnp.zeros(rows, jnp.float32),
     )
-    intrinsic, batch, metrics = intrinsic.relabel(batch, key)
-    return intrinsic, batch.reward.reshape(shape), metrics
+    if mask is None:
+        intrinsic, batch, metrics = intrinsic.relabel(batch, key)
+        return intrinsic, batch.reward.reshape(shape), metrics
+    real = mask.reshape(rows).astype(bool)
+    order = jnp.argsort(~real, stable=True)  # the real rows first, in their order
+    num_real = jnp.maximum(jnp.sum(real), 1)
+    source = order[jnp.arange(rows) % num_real]
+    intrinsic, filled, metrics = intrinsic.relabel(jax.tree.map(lambda x: x[source], batch), key)
+    position = jnp.argsort(order)  # row r sits at position[r] < num_real of the filled batch
+    reward = jnp.where(real, filled.reward[position], 0.0)
+    return intrinsic, reward.reshape(shape), metrics
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,9 +13,11 @@ continuous actions or one-hot discrete ones.
 
 :class:`IntrinsicReward` plugs a module into any agent without touching the agent: it sits in
 the train state (``OffPolicyState.intrinsic`` for SAC and DSAC-T, ``PPOState.intrinsic`` for
-PPO) and the shared loop calls :meth:`IntrinsicReward.relabel` on every minibatch it learns
-from. The learner then sees ``task_coef * r + bonus_coef * bonus`` (reward-free exploration:
-``task_coef = 0``, and the task reward is then never read; exploration with reward: both > 0).
+PPO, ``GroupPGState.intrinsic`` for GRPO and GiGPO) and the shared loop calls
+:meth:`IntrinsicReward.relabel` on every minibatch it learns from (the on-policy agents: on
+each rollout, before their advantages). The learner then sees
+``task_coef * r + bonus_coef * bonus`` (reward-free exploration: ``task_coef = 0``, and the
+task reward is then never read; exploration with reward: both > 0).
 For replay-based agents the bonus of a stored transition is computed at learning time by the
 current module, as in URLB, so it decays as the module learns the visited region.
 

@@ -18,9 +18,10 @@ error and a penalty to tune, which exploratory data does not need.
 reward-free, then fine-tune the pretrained learner (actor, critics, temperature, optimiser
 states) with the task reward for a fixed number of env steps.
 
-:func:`with_intrinsic` is how any agent gets a bonus: it wraps the agent (SAC, DSAC-T, PPO) so
-that its train state carries an :class:`~rlx.explore.intrinsic.IntrinsicReward`, which the
-agent's own loop applies to every minibatch it learns from; nothing of the agent is copied.
+:func:`with_intrinsic` is how any agent gets a bonus: it wraps the agent (SAC, DSAC-T, PPO,
+GRPO, GiGPO) so that its train state carries an :class:`~rlx.explore.intrinsic.IntrinsicReward`,
+which the agent's own loop applies to every minibatch (or rollout) it learns from; nothing of
+the agent is copied.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class WithIntrinsic:
         if not hasattr(state, "intrinsic"):
             raise ConfigError(
                 f"agent {self.agent.NAME!r} keeps no intrinsic-reward slot in its train state; "
-                "bonuses plug into the off-policy agents (sac, dsac_t) and ppo"
+                "bonuses plug into the off-policy agents (sac, dsac_t), ppo, grpo and gigpo"
             )
         if self.initial_learner is not None:
             state = state.replace(learner=self.initial_learner)
