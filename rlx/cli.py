@@ -262,34 +262,76 @@ def train_command(args) -> int:
     config = _config_from_args(agent, args)
     if args.num_seeds < 1:
         raise ConfigError(f"--num-seeds must be >= 1, got {args.num_seeds}")
-    env_kwargs = _parse_env_kwargs(args.env_kwarg)
-    if hasattr(agent, "from_cli"):  # an agent bound to its inputs (offline: dataset, dynamics)
-        agent = agent.from_cli(args, config)
     if getattr(args, "data_parallel", False) and args.num_seeds != 1:
         raise ConfigError(f"--data-parallel trains one agent on all devices; --num-seeds must be 1, got {args.num_seeds}")
     if getattr(args, "dry_run", False) and getattr(args, "data_parallel", False):
         raise ConfigError("--dry-run describes runs mode only; leave out --data-parallel")
+    env_kwargs = _parse_env_kwargs(args.env_kwarg)
+    out = Path(args.out) if args.out else _default_out(args.algo, args.env)
+    inputs = {}
+    if hasattr(agent, "from_cli"):  # an agent bound to its inputs (offline: dataset, dynamics)
+        agent, inputs = _agent_from_inputs(agent, args, config, out)
     if getattr(args, "dry_run", False):
         from rlx.run.memory import dry_run
 
         print(dry_run(agent, config, args.env, env_kwargs=env_kwargs, seed=args.seed, num_seeds=args.num_seeds,
                       blocks_per_chunk=args.blocks_per_chunk, devices=args.devices).text())
         return 0
-    out = Path(args.out) if args.out else _default_out(args.algo, args.env)
     result = run(
         agent, config, args.env,
         env_kwargs=env_kwargs, seed=args.seed, num_seeds=args.num_seeds, out_dir=out,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite or bool(inputs), progress=not args.no_progress,
         blocks_per_chunk=args.blocks_per_chunk, devices=args.devices, debug_nans=args.debug_nans,
         data_parallel=getattr(args, "data_parallel", False),
         extra_info={
             "preset": preset, "compile_cache": getattr(args, "compile_cache_dir", None),
             **({"env_modules": env_module_refs(args)} if args.env_module else {}),
+            **({"agent_inputs": inputs} if inputs else {}),
         },
         **_checkpoint_options(args), sinks=_sinks(args, out, args.algo, config, args.env, args.seed, args.num_seeds),
     )
     _print_result(result, out)
     return 0
+
+
+def _agent_from_inputs(agent, args, config, out: Path):
+    """An offline agent built from its ``--dataset`` (and ``--dynamics``), and what a resume
+    needs to build it again: the dataset's path and the dynamics model, saved in the run folder
+    (``dynamics/``) when it was trained here. The run folder is claimed first, so an occupied
+    ``--out`` is refused before anything is trained."""
+    if getattr(args, "dry_run", False) or not getattr(args, "dataset", None):
+        return agent.from_cli(args, config), {}  # refuses without --dataset, naming the flag
+    from rlx.run.logging import prepare_out_dir
+
+    prepare_out_dir(out, args.overwrite)
+    if not args.dynamics and not args.save_dynamics:
+        args.save_dynamics = str(out / "dynamics")
+    built = agent.from_cli(args, config)
+    dynamics = args.dynamics or args.save_dynamics
+    return built, {"dataset": str(Path(args.dataset).resolve()), "dynamics": str(Path(dynamics).resolve())}
+
+
+def _rebuild_agent(spec):
+    """The agent of a resumed run: the module itself, or an offline agent built again from the
+    dataset and dynamics model its ``config.json`` names."""
+    if not hasattr(spec.agent, "from_cli"):
+        return spec.agent
+    import argparse
+
+    from rlx.run.checkpoint import CheckpointError
+
+    inputs = spec.info.get("agent_inputs") or {}
+    missing = [k for k in ("dataset", "dynamics") if not inputs.get(k) or not Path(inputs[k]).exists()]
+    if missing:
+        raise CheckpointError(
+            f"cannot resume {spec.run_dir}: {spec.info['agent']} trains from an offline dataset and dynamics model, "
+            f"and the run's config.json names no readable {' or '.join(missing)} "
+            f"({', '.join(f'{k}={inputs.get(k)!r}' for k in missing)})"
+        )
+    args = argparse.Namespace(
+        dataset=inputs["dataset"], dynamics=inputs["dynamics"], save_dynamics=None, env=spec.env, seed=spec.seed,
+    )
+    return spec.agent.from_cli(args, spec.config)
 
 
 def _checkpoint_options(args) -> dict:
@@ -332,7 +374,7 @@ def resume_command(agent, args) -> int:
             f"of its config.json, and these flags contradict it:\n  " + "\n  ".join(problems)
         )
     result = resume_run(
-        spec.run_dir, progress=not args.no_progress, blocks_per_chunk=args.blocks_per_chunk,
+        spec.run_dir, agent=_rebuild_agent(spec), progress=not args.no_progress, blocks_per_chunk=args.blocks_per_chunk,
         devices=args.devices, debug_nans=args.debug_nans, **_checkpoint_options(args),
         sinks=_sinks(args, spec.run_dir, args.algo, spec.config, spec.env, spec.seed, spec.num_seeds),
     )

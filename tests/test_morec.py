@@ -239,3 +239,11 @@ def test_rlx_train_morec_mopo_from_a_dataset_folder(tmp_path, capsys):
     info = json.loads((out / "config.json").read_text())
     assert info["agent"] == "morec_mopo"
     assert (info["config"]["rollout_length"], info["config"]["reward_keep_every"]) == (3, 1)
+    # The trained dynamics model is kept in the run folder, so a resume rebuilds the same agent.
+    assert info["agent_inputs"] == {"dataset": str((tmp_path / "data").resolve()), "dynamics": str((out / "dynamics").resolve())}
+    assert (out / "dynamics" / "dynamics.json").exists()
+    capsys.readouterr()
+    assert main(["train", "morec_mopo", "--resume", str(out), "--no-progress"]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert main(["train", "morec_mopo", *tiny, "--out", str(out)]) == 2  # an occupied --out, refused before training
+    assert "not empty" in capsys.readouterr().err

@@ -310,13 +310,14 @@ def run(
     return result
 
 
-def resume_run(run_dir, **options) -> RunResult:
+def resume_run(run_dir, agent=None, **options) -> RunResult:
     """Continue the run in ``run_dir`` from its latest checkpoint (:func:`run` with ``resume=True``).
 
     Agent, config, env and seeds come from the run's ``config.json``; ``options`` are
     :func:`run`'s other keyword arguments (``progress``, ``blocks_per_chunk``,
     ``checkpoint_every``, ``keep_checkpoints``, ``save_buffer``, ``devices``). A complete run
     returns its saved result without training (``result.start_evaluation == num_evals``).
+    ``agent`` replaces the registered module of that name (an offline agent bound to its data).
     """
     spec = ckpt.load_run_spec(run_dir)
     layout = spec.info.get("runs_layout") or {}
@@ -325,7 +326,7 @@ def resume_run(run_dir, **options) -> RunResult:
         if options.get("devices") is None:
             options["devices"] = layout.get("devices")
     return run(
-        spec.agent, spec.config, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
+        spec.agent if agent is None else agent, spec.config, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
         num_seeds=spec.num_seeds, out_dir=spec.run_dir, resume=True, **options,
     )
 
