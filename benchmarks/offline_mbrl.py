@@ -43,7 +43,7 @@ ALGOS = {"mopo": mopo, "mobile": mobile, "morec_mopo": morec.MOREC_MOPO, "morec_
 QUICK = dict(
     envs="brax/hopper", kinds="medium", dataset_size=10_000, expert_steps=10_000, policy_steps=4_000,
     seeds=2, expert_hidden="64,64", hidden="64,64", model_hidden="64,64", rollout_batch_size=2_000, rollout_freq=500,
-    eval_every=2_000, eval_episodes=5, model_max_epochs=20, reward_iterations=200,
+    eval_every=2_000, eval_episodes=5, model_max_epochs=20, reward_iterations=200, morec_rollout_length=20,
 )
 
 
@@ -66,6 +66,7 @@ def parse_args(argv):
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--model-max-epochs", type=int, default=None)
     p.add_argument("--error-horizon", type=int, default=20, help="steps of the open-loop model-rollout error against the data's true trajectories")
+    p.add_argument("--morec-rollout-length", type=int, default=None, help="MOREC's rollout horizon (default: its 100)")
     p.add_argument("--reward-iterations", type=int, default=400, help="MOREC: adversarial iterations of the dynamics reward (a multiple of 40)")
     p.add_argument("--num-envs", type=int, default=100, help="parallel envs of the dataset collection")
     p.add_argument("--data-dir", default="data/offline")
@@ -215,7 +216,8 @@ def main(argv=None):
             for algo_name in algos:
                 algo = ALGOS[algo_name]
                 preset = {k: v for k, v in algo.PRESETS.get(task, {}).items() if not k.startswith("_")}
-                config = algo.Config().override(**{**preset, **overrides(args)})
+                morec_h = {"rollout_length": args.morec_rollout_length} if algo_name.startswith("morec_") and args.morec_rollout_length else {}
+                config = algo.Config().override(**{**preset, **overrides(args), **morec_h})
                 if algo_name in rewards:  # the base with MOREC's filter
                     agent = morec.agent(algo, dataset, dynamics, config=config, info=info, dynamics_reward=rewards[algo_name])
                 else:

@@ -311,29 +311,6 @@ def _agent_from_inputs(agent, args, config, out: Path):
     return built, {"dataset": str(Path(args.dataset).resolve()), "dynamics": str(Path(dynamics).resolve())}
 
 
-def _rebuild_agent(spec):
-    """The agent of a resumed run: the module itself, or an offline agent built again from the
-    dataset and dynamics model its ``config.json`` names."""
-    if not hasattr(spec.agent, "from_cli"):
-        return spec.agent
-    import argparse
-
-    from rlx.run.checkpoint import CheckpointError
-
-    inputs = spec.info.get("agent_inputs") or {}
-    missing = [k for k in ("dataset", "dynamics") if not inputs.get(k) or not Path(inputs[k]).exists()]
-    if missing:
-        raise CheckpointError(
-            f"cannot resume {spec.run_dir}: {spec.info['agent']} trains from an offline dataset and dynamics model, "
-            f"and the run's config.json names no readable {' or '.join(missing)} "
-            f"({', '.join(f'{k}={inputs.get(k)!r}' for k in missing)})"
-        )
-    args = argparse.Namespace(
-        dataset=inputs["dataset"], dynamics=inputs["dynamics"], save_dynamics=None, env=spec.env, seed=spec.seed,
-    )
-    return spec.agent.from_cli(args, spec.config)
-
-
 def _checkpoint_options(args) -> dict:
     return {
         "checkpoint_every": args.checkpoint_every,
@@ -374,7 +351,7 @@ def resume_command(agent, args) -> int:
             f"of its config.json, and these flags contradict it:\n  " + "\n  ".join(problems)
         )
     result = resume_run(
-        spec.run_dir, agent=_rebuild_agent(spec), progress=not args.no_progress, blocks_per_chunk=args.blocks_per_chunk,
+        spec.run_dir, progress=not args.no_progress, blocks_per_chunk=args.blocks_per_chunk,
         devices=args.devices, debug_nans=args.debug_nans, **_checkpoint_options(args),
         sinks=_sinks(args, spec.run_dir, args.algo, spec.config, spec.env, spec.seed, spec.num_seeds),
     )

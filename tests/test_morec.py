@@ -245,5 +245,7 @@ def test_rlx_train_morec_mopo_from_a_dataset_folder(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "morec_mopo", "--resume", str(out), "--no-progress"]) == 0
     assert "nothing to resume" in capsys.readouterr().out
+    assert main(["eval", str(out), "--episodes", "1"]) == 0  # the policy of the saved checkpoint
+    assert "return" in capsys.readouterr().out
     assert main(["train", "morec_mopo", *tiny, "--out", str(out)]) == 2  # an occupied --out, refused before training
     assert "not empty" in capsys.readouterr().err

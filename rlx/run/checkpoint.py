@@ -419,6 +419,27 @@ def load_run_spec(run_dir) -> RunSpec:
     return spec
 
 
+def bind_inputs(spec: RunSpec) -> RunSpec:
+    """``spec`` with an agent that can train: the registered module itself, or, for an offline
+    agent (one with ``from_cli``), the agent built again from the dataset and dynamics model
+    that ``config.json["agent_inputs"]`` names (``rlx train ... --dataset``)."""
+    if not hasattr(spec.agent, "from_cli"):
+        return spec
+    import argparse
+
+    inputs = spec.info.get("agent_inputs") or {}
+    missing = [k for k in ("dataset", "dynamics") if not inputs.get(k) or not Path(inputs[k]).exists()]
+    if missing:
+        raise CheckpointError(
+            f"{spec.run_dir}: {spec.info['agent']} trains from an offline dataset and dynamics model, and the run's "
+            f"config.json names no readable {' or '.join(missing)} ({', '.join(f'{k}={inputs.get(k)!r}' for k in missing)})"
+        )
+    args = argparse.Namespace(
+        dataset=inputs["dataset"], dynamics=inputs["dynamics"], save_dynamics=None, env=spec.env, seed=spec.seed,
+    )
+    return dataclasses.replace(spec, agent=spec.agent.from_cli(args, spec.config))
+
+
 def abstract_runner_state(train, num_seeds: int, keys):
     """Shapes and dtypes of ``train.init`` over the run's seed keys (traced, never run)."""
     init = jax.vmap(train.init) if num_seeds > 1 else train.init
@@ -598,7 +619,7 @@ def load_trained_run(run_dir, evaluation: int | None = None) -> TrainedRun:
     from rlx.run.driver import seed_keys
     from rlx.run.train import make_train
 
-    spec = load_run_spec(run_dir)
+    spec = bind_inputs(load_run_spec(run_dir))
     if (spec.info.get("runs_layout") or {}).get("mode") == "data_parallel":
         raise CheckpointError(
             f"{spec.run_dir} was trained data-parallel (its checkpoints hold one slice per device); "

@@ -317,7 +317,8 @@ def resume_run(run_dir, agent=None, **options) -> RunResult:
     :func:`run`'s other keyword arguments (``progress``, ``blocks_per_chunk``,
     ``checkpoint_every``, ``keep_checkpoints``, ``save_buffer``, ``devices``). A complete run
     returns its saved result without training (``result.start_evaluation == num_evals``).
-    ``agent`` replaces the registered module of that name (an offline agent bound to its data).
+    An offline agent is built again from the dataset and dynamics model the run names
+    (:func:`rlx.run.checkpoint.bind_inputs`); ``agent`` replaces it.
     """
     spec = ckpt.load_run_spec(run_dir)
     layout = spec.info.get("runs_layout") or {}
@@ -326,7 +327,7 @@ def resume_run(run_dir, agent=None, **options) -> RunResult:
         if options.get("devices") is None:
             options["devices"] = layout.get("devices")
     return run(
-        spec.agent if agent is None else agent, spec.config, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
+        ckpt.bind_inputs(spec).agent if agent is None else agent, spec.config, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
         num_seeds=spec.num_seeds, out_dir=spec.run_dir, resume=True, **options,
     )
 
