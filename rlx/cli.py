@@ -296,19 +296,21 @@ def train_command(args) -> int:
 
 def _agent_from_inputs(agent, args, config, out: Path):
     """An offline agent built from its ``--dataset`` (and ``--dynamics``), and what a resume
-    needs to build it again: the dataset's path and the dynamics model, saved in the run folder
-    (``dynamics/``) when it was trained here. The run folder is claimed first, so an occupied
+    needs to build it again: the dataset's path and the dynamics model (and MOREC's dynamics
+    reward), saved in the run folder (``dynamics/``, ``dynamics_reward/``) when trained here. The run folder is claimed first, so an occupied
     ``--out`` is refused before anything is trained."""
     if getattr(args, "dry_run", False) or not getattr(args, "dataset", None):
         return agent.from_cli(args, config), {}  # refuses without --dataset, naming the flag
     from rlx.run.logging import prepare_out_dir
 
     prepare_out_dir(out, args.overwrite)
-    if not args.dynamics and not args.save_dynamics:
-        args.save_dynamics = str(out / "dynamics")
+    trained = [name for name in ("dynamics", "dynamics_reward") if hasattr(args, "save_" + name)]
+    for name in trained:  # what is trained here is kept in the run folder unless saved elsewhere
+        if not getattr(args, name) and not getattr(args, "save_" + name):
+            setattr(args, "save_" + name, str(out / name))
     built = agent.from_cli(args, config)
-    dynamics = args.dynamics or args.save_dynamics
-    return built, {"dataset": str(Path(args.dataset).resolve()), "dynamics": str(Path(dynamics).resolve())}
+    inputs = {"dataset": args.dataset, **{name: getattr(args, name) or getattr(args, "save_" + name) for name in trained}}
+    return built, {name: str(Path(path).resolve()) for name, path in inputs.items()}
 
 
 def _checkpoint_options(args) -> dict:

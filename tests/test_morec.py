@@ -240,8 +240,12 @@ def test_rlx_train_morec_mopo_from_a_dataset_folder(tmp_path, capsys):
     assert info["agent"] == "morec_mopo"
     assert (info["config"]["rollout_length"], info["config"]["reward_keep_every"]) == (3, 1)
     # The trained dynamics model is kept in the run folder, so a resume rebuilds the same agent.
-    assert info["agent_inputs"] == {"dataset": str((tmp_path / "data").resolve()), "dynamics": str((out / "dynamics").resolve())}
-    assert (out / "dynamics" / "dynamics.json").exists()
+    assert info["agent_inputs"] == {
+        "dataset": str((tmp_path / "data").resolve()), "dynamics": str((out / "dynamics").resolve()),
+        "dynamics_reward": str((out / "dynamics_reward").resolve()),
+    }
+    saved = drw.load_dynamics_reward(out / "dynamics_reward")
+    assert saved.num_discriminators == 2 and saved.hidden_sizes == (256, 256)
     capsys.readouterr()
     assert main(["train", "morec_mopo", "--resume", str(out), "--no-progress"]) == 0
     assert "nothing to resume" in capsys.readouterr().out

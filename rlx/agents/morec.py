@@ -159,9 +159,24 @@ class MORECAlgorithm:
     @staticmethod
     def add_cli_arguments(group) -> None:
         model_based.add_cli_arguments(group)
+        group.add_argument("--dynamics-reward", default=None, metavar="PATH", help="a saved dynamics reward to use instead of training one")
+        group.add_argument("--save-dynamics-reward", default=None, metavar="PATH", help="save the trained dynamics reward here")
 
     def from_cli(self, args, config) -> model_based.OfflineAgent:
-        return model_based.from_cli(self, args, config, build=lambda *a, **kw: agent(self, *a, **kw))
+        """``rlx train morec_*``: the base's inputs plus ``--dynamics-reward`` / ``--save-dynamics-reward``."""
+        given = getattr(args, "dynamics_reward", None)
+        reward = drw.load_dynamics_reward(given) if given else None
+
+        def build(dataset, dynamics, *, config, key=None, **kw):
+            nonlocal reward
+            if reward is None:  # trained here as agent() would, and kept for saving
+                reward = train_reward(self, config, dataset, key)
+            return agent(self, dataset, dynamics, config=config, key=key, dynamics_reward=reward, **kw)
+
+        built = model_based.from_cli(self, args, config, build=build)
+        if getattr(args, "save_dynamics_reward", None):
+            drw.save_dynamics_reward(args.save_dynamics_reward, reward)
+        return built
 
     @staticmethod
     def observation_stats(state):
@@ -203,6 +218,15 @@ def _variant(base) -> MORECAlgorithm:
     raise ConfigError(f"base must be one of {', '.join(BASES)} (name or module), got {base!r}")
 
 
+def train_reward(base, config, dataset, key=None, reward_config: drw.DynamicsRewardConfig | None = None) -> drw.DynamicsReward:
+    """The dynamics reward of ``dataset``: ``reward_config``, else ``config``'s ``reward_*``
+    fields (a MOREC config), else the variant's defaults; key ``fold_in(key, 1)``."""
+    fields = config if isinstance(config, MORECFields) else _variant(base).Config()
+    rcfg = (reward_config or fields.reward_config()).validate()
+    k_reward = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, 1)
+    return drw.train_dynamics_reward(dataset, rcfg, k_reward)[0]
+
+
 def agent(
     base,
     dataset,
@@ -228,9 +252,7 @@ def agent(
     fields = config if isinstance(config, MORECFields) else variant.Config()
     filter_config = (filter_config or fields.filter_config()).validate()
     if dynamics_reward is None:
-        rcfg = (reward_config or fields.reward_config()).validate()
-        k_reward = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, 1)
-        dynamics_reward, _ = drw.train_dynamics_reward(dataset, rcfg, k_reward)
+        dynamics_reward = train_reward(variant, config, dataset, key, reward_config)
     obs_dim = int(dataset.observations.shape[-1])
     if int(dynamics_reward.obs_mean.shape[-1]) != obs_dim:
         raise ConfigError(

@@ -315,3 +315,48 @@ def train_dynamics_reward(dataset, config: DynamicsRewardConfig | None = None, k
         generator_loss=np.asarray(metrics["generator_loss"]), seconds=time.perf_counter() - t0,
     )
     return dr, report
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving (orbax arrays + JSON), so a run that trained one can be resumed with the same reward
+# ---------------------------------------------------------------------------------------------
+_ARRAYS = ("low", "high", "obs_mean", "obs_std", "action_mean", "action_std", "delta_mean", "delta_std", "d_clip")
+
+
+def save_dynamics_reward(path, dr: DynamicsReward):
+    """Write ``dr`` to the folder ``path`` (``arrays/`` with orbax, ``dynamics_reward.json``)."""
+    import json
+    from pathlib import Path
+
+    import orbax.checkpoint as ocp
+
+    path = Path(path).absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {"params": dr.params, **{name: getattr(dr, name) for name in _ARRAYS}}
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path / "arrays", jax.device_get(arrays), force=True)
+    meta = {"format_version": 1, "hidden_sizes": list(dr.hidden_sizes), "num_discriminators": dr.num_discriminators}
+    (path / "dynamics_reward.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_dynamics_reward(path) -> DynamicsReward:
+    """Read a dynamics reward written by :func:`save_dynamics_reward`."""
+    import json
+    from pathlib import Path
+
+    import orbax.checkpoint as ocp
+
+    path = Path(path).absolute()
+    meta_file = path / "dynamics_reward.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{path} is not a saved dynamics reward (no dynamics_reward.json)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format_version") != 1:
+        raise ValueError(f"{path}: dynamics reward format {meta.get('format_version')} is not 1")
+    with ocp.StandardCheckpointer() as checkpointer:
+        arrays = checkpointer.restore(path / "arrays")
+    arrays = jax.tree.map(jnp.asarray, arrays)
+    return DynamicsReward(
+        params=arrays["params"], **{name: arrays[name] for name in _ARRAYS}, hidden_sizes=tuple(meta["hidden_sizes"]),
+    )

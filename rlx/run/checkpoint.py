@@ -421,22 +421,22 @@ def load_run_spec(run_dir) -> RunSpec:
 
 def bind_inputs(spec: RunSpec) -> RunSpec:
     """``spec`` with an agent that can train: the registered module itself, or, for an offline
-    agent (one with ``from_cli``), the agent built again from the dataset and dynamics model
-    that ``config.json["agent_inputs"]`` names (``rlx train ... --dataset``)."""
+    agent (one with ``from_cli``), the agent built again from the dataset, dynamics model (and
+    MOREC's dynamics reward) that ``config.json["agent_inputs"]`` names (``rlx train ... --dataset``)."""
     if not hasattr(spec.agent, "from_cli"):
         return spec
     import argparse
 
     inputs = spec.info.get("agent_inputs") or {}
-    missing = [k for k in ("dataset", "dynamics") if not inputs.get(k) or not Path(inputs[k]).exists()]
+    missing = [k for k in ("dataset", "dynamics", *inputs) if not inputs.get(k) or not Path(inputs[k]).exists()]
+    missing = list(dict.fromkeys(missing))
     if missing:
         raise CheckpointError(
             f"{spec.run_dir}: {spec.info['agent']} trains from an offline dataset and dynamics model, and the run's "
             f"config.json names no readable {' or '.join(missing)} ({', '.join(f'{k}={inputs.get(k)!r}' for k in missing)})"
         )
-    args = argparse.Namespace(
-        dataset=inputs["dataset"], dynamics=inputs["dynamics"], save_dynamics=None, env=spec.env, seed=spec.seed,
-    )
+    saves = {f"save_{name}": None for name in inputs if name != "dataset"}
+    args = argparse.Namespace(**inputs, **saves, env=spec.env, seed=spec.seed)
     return dataclasses.replace(spec, agent=spec.agent.from_cli(args, spec.config))
 
 
