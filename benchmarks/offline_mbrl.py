@@ -265,7 +265,9 @@ def markdown(result, rows) -> str:
         f"versions: {json.dumps(result['versions'])}",
         "",
         f"dataset size {s['dataset_size']}, expert steps {s['expert_steps']}, seeds {s['seeds']}; "
-        f"policy / model settings other than the paper's: {json.dumps(overrides(argparse.Namespace(**s)))}",
+        f"policy / model settings other than the paper's: {json.dumps(overrides(argparse.Namespace(**s)))}; "
+        f"MOREC: rollout length {s.get('morec_rollout_length') or 100}, dynamics reward of {s.get('reward_iterations', 400)} "
+        "adversarial iterations; every algorithm with its paper's per-task preset where one exists",
         "",
         "| task | algo | normalized score (final) | data policy | dataset s | dynamics s (epochs) | dynamics reward s | policy s (all seeds) |",
         "|---|---|---|---|---|---|---|---|",
