@@ -286,7 +286,7 @@ def markdown(result, rows) -> str:
             "",
             f"Open-loop model-rollout error against the true simulator: mean |s_hat_k - s_k| of the ensemble replaying the "
             f"actions of windows of {h} consecutive dataset steps from their first state (a random elite's sample = MOPO / "
-            "MOBILE; each MOREC variant's filter, its branch cut not applied):",
+            "MOBILE; each MOREC variant's default filter (MOREC-MOPO argmax, MOREC-MOBILE softmax), its branch cut not applied):",
             "",
             "| task | transition | windows | error at step 1 | step 5 | step " + str(h) + " |",
             "|---|---|---|---|---|---|",
