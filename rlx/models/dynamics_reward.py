@@ -325,37 +325,18 @@ _ARRAYS = ("low", "high", "obs_mean", "obs_std", "action_mean", "action_std", "d
 
 def save_dynamics_reward(path, dr: DynamicsReward):
     """Write ``dr`` to the folder ``path`` (``arrays/`` with orbax, ``dynamics_reward.json``)."""
-    import json
-    from pathlib import Path
+    from rlx.models.saved import save_folder
 
-    import orbax.checkpoint as ocp
-
-    path = Path(path).absolute()
-    path.mkdir(parents=True, exist_ok=True)
     arrays = {"params": dr.params, **{name: getattr(dr, name) for name in _ARRAYS}}
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(path / "arrays", jax.device_get(arrays), force=True)
-    meta = {"format_version": 1, "hidden_sizes": list(dr.hidden_sizes), "num_discriminators": dr.num_discriminators}
-    (path / "dynamics_reward.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path
+    meta = {"hidden_sizes": list(dr.hidden_sizes), "num_discriminators": dr.num_discriminators}
+    return save_folder(path, "dynamics_reward", arrays, meta, version=1)
 
 
 def load_dynamics_reward(path) -> DynamicsReward:
     """Read a dynamics reward written by :func:`save_dynamics_reward`."""
-    import json
-    from pathlib import Path
+    from rlx.models.saved import load_folder
 
-    import orbax.checkpoint as ocp
-
-    path = Path(path).absolute()
-    meta_file = path / "dynamics_reward.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{path} is not a saved dynamics reward (no dynamics_reward.json)")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format_version") != 1:
-        raise ValueError(f"{path}: dynamics reward format {meta.get('format_version')} is not 1")
-    with ocp.StandardCheckpointer() as checkpointer:
-        arrays = checkpointer.restore(path / "arrays")
+    arrays, meta = load_folder(path, "dynamics_reward", 1, "dynamics reward")
     arrays = jax.tree.map(jnp.asarray, arrays)
     return DynamicsReward(
         params=arrays["params"], **{name: arrays[name] for name in _ARRAYS}, hidden_sizes=tuple(meta["hidden_sizes"]),

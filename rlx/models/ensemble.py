@@ -41,7 +41,6 @@ the device; :func:`save_dynamics` / :func:`load_dynamics` store it with orbax.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -473,39 +472,26 @@ FORMAT_VERSION = 1
 
 def save_dynamics(path, dynamics: Dynamics, extra: dict | None = None) -> Path:
     """Write ``dynamics`` to the folder ``path`` (``arrays/`` with orbax, ``dynamics.json``)."""
-    import orbax.checkpoint as ocp
+    from rlx.models.saved import save_folder
 
-    path = Path(path).absolute()
-    path.mkdir(parents=True, exist_ok=True)
     arrays = {
         "params": dynamics.params, "input_mean": dynamics.input_mean, "input_std": dynamics.input_std,
         "elites": dynamics.elites, "holdout_mse": dynamics.holdout_mse,
     }
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(path / "arrays", jax.device_get(arrays), force=True)
     meta = {
-        "format_version": FORMAT_VERSION, "termination": dynamics.termination,
+        "termination": dynamics.termination,
         "obs_dim": dynamics.obs_dim, "action_dim": dynamics.action_dim,
         "ensemble_size": dynamics.ensemble_size, "num_elites": dynamics.num_elites,
         "num_layers": len(dynamics.params["layers"]), **(extra or {}),
     }
-    (path / "dynamics.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path
+    return save_folder(path, "dynamics", arrays, meta, FORMAT_VERSION)
 
 
 def load_dynamics(path) -> Dynamics:
     """Read a model written by :func:`save_dynamics`."""
-    import orbax.checkpoint as ocp
+    from rlx.models.saved import load_folder
 
-    path = Path(path).absolute()
-    meta_file = path / "dynamics.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{path} is not a saved dynamics model (no dynamics.json)")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: dynamics format {meta.get('format_version')} is not {FORMAT_VERSION}")
-    with ocp.StandardCheckpointer() as checkpointer:
-        arrays = checkpointer.restore(path / "arrays")
+    arrays, meta = load_folder(path, "dynamics", FORMAT_VERSION, "dynamics model")
     params = arrays["params"]
     layers = params["layers"]
     if isinstance(layers, dict):  # orbax may return a list as a dict keyed by position
