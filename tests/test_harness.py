@@ -278,10 +278,22 @@ class _Compiles:
         monitoring.unregister_event_duration_listener(self._listener)
 
 
+# Agents whose compiled run another entry already makes (the same loop, learner and filter):
+# only the trace-level checks below run for them (state types stable across a chunk, one
+# program for every key). morec_mobile is MOBILE's program with morec_mopo's filter.
+TRACE_ONLY = {"morec_mobile"}
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", agent_names())
 def test_compiles_once(name):
     agent, config, env, params = setup_for(name)
+    if name not in TRACE_ONLY:
+        _runs_with_one_compile(name, agent, config, env, params)
+    _trace_is_stable(name, agent, config, env, params)
+
+
+def _runs_with_one_compile(name, agent, config, env, params):
     counted = _Counting(agent)
     num_evals = make_train(agent, config, env, params).schedule.num_evals
     assert num_evals >= 3, "the harness config should give several chunks"
@@ -297,6 +309,8 @@ def test_compiles_once(name):
     assert len(big) == 2, f"{name}: expected one compile of init and one of the chunk, got {compiles.names}"
     assert np.all(np.isfinite(result.metrics["eval/return_mean"]))
 
+
+def _trace_is_stable(name, agent, config, env, params):
     # Why one executable serves every chunk: its output state has exactly the input's types.
     one = make_train(agent, config, env, params)
     before = jax.eval_shape(one.init, jax.random.PRNGKey(0))
