@@ -273,3 +273,53 @@ def test_sampled_and_greedy_evaluation():
     s = np.asarray(jax.vmap(lambda k: sampled(obs, k))(keys))
     assert (g == g[0]).all(), "greedy evaluation must not depend on the key"
     assert len(np.unique(s)) > 3, "the (near-uniform) initial policy samples many actions"
+
+
+# ---------------------------------------------------------------- anchor grouping under jit
+
+
+def _signed_zero_advantages(dtype, jit):
+    """Two trajectories of one step in one group, observations -0 and +0 (the same state), returns 1 and 0."""
+    config = _config(normalize_std=False, step_weight=1.0)
+    obs = jnp.array([[[[-0.0]], [[0.0]]]], dtype)
+    rewards = jnp.array([[[1.0], [0.0]]])
+    valid = jnp.ones((1, 2, 1), bool)
+    fn = (lambda o, r, v: gigpo.advantages(config, o, r, v)[0]) if not jit else jax.jit(lambda o, r, v: gigpo.advantages(config, o, r, v)[0])
+    return np.asarray(fn(obs, rewards, valid))[0, :, 0]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_signed_zeros_are_one_anchor_state_under_jit(dtype, jit):
+    # episode level: (1 - 0.5) and (0 - 0.5); step level: the two rows are one state, the same again
+    np.testing.assert_allclose(_signed_zero_advantages(dtype, jit), [1.0, -1.0])
+
+
+def _bits_jit(x):
+    return np.asarray(jax.jit(gigpo.observation_bits)(jnp.asarray(x)))
+
+
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, jnp.float16, jnp.bfloat16, jnp.int8, jnp.int16, jnp.int32, jnp.uint8, jnp.uint32, jnp.bool_]
+)
+def test_observation_bits_equal_iff_values_equal_under_jit(dtype):
+    """Rows get the same bits exactly when their values are equal, compiled as training runs it:
+    +0/-0 fold together, integers beyond float32's 2**24 stay apart."""
+    info = jnp.iinfo(dtype) if jnp.issubdtype(dtype, jnp.integer) else None
+    if dtype == jnp.bool_:
+        rows = [[True, False], [True, False], [False, True]]
+    elif info is not None:
+        big = int(info.max)
+        rows = [[big, 1], [big, 1], [big - 1, 1], [int(info.min), 0], [0, 0]]
+    else:
+        rows = [[-0.0, 1.5], [0.0, 1.5], [0.0, -1.5], [1.0, 2.0], [-0.0, -0.0], [0.0, 0.0]]
+    x = np.asarray(jnp.asarray(rows, dtype))
+    bits = _bits_jit(x)
+    np.testing.assert_array_equal(bits, np.asarray(gigpo.observation_bits(jnp.asarray(x))))
+    for i in range(len(rows)):
+        for j in range(len(rows)):
+            same_value = bool(np.all(x[i] == x[j]))
+            assert bool(np.all(bits[i] == bits[j])) == same_value, (dtype, rows[i], rows[j])
+    if info is not None and info.bits == 32:  # 16777217 and 16777216 are one float32
+        b = _bits_jit(np.array([[16_777_217], [16_777_216]], np.dtype(dtype)))
+        assert not np.all(b[0] == b[1])

@@ -208,13 +208,44 @@ def _fmix32(h: jax.Array) -> jax.Array:
     return h ^ (h >> 16)
 
 
+_SIGN_BIT = 0x80000000
+_CANONICAL_NAN = 0x7FC00000
+
+
 def observation_bits(obs: jax.Array) -> jax.Array:
     """Observations (M, ...) of any shape and dtype (float, int, bool; vectors or images) as rows
-    (M, D) of uint32 words: the float32 bit patterns with -0.0 folded into +0.0, so equality of
-    rows is exact equality of observations."""
+    (M, D) of uint32 words such that two rows are equal iff the observations are equal.
+
+    Floats are widened to float32 (exact for float16/bfloat16) and compared by bit pattern, with
+    -0.0 folded into +0.0 and every NaN into one pattern. The folding works on the integer bits,
+    not on float arithmetic: ``x + 0.0``, the textbook fold, is simplified away by XLA under jit,
+    which then split the two zeros into different anchor states. Integers are not widened to
+    float32 (which would merge values beyond 2**24): signed ones are sign-extended to 32 bits,
+    64-bit ones (with ``jax_enable_x64``) take two words, as does float64."""
     flat = obs.reshape(obs.shape[:1] + (-1,)) if obs.ndim else obs.reshape(1, 1)
-    flat = flat.astype(jnp.float32) + 0.0
-    return jax.lax.bitcast_convert_type(flat, jnp.uint32)
+    dtype = flat.dtype
+    if jnp.issubdtype(dtype, jnp.floating):
+        if dtype.itemsize == 8:
+            words = jax.lax.bitcast_convert_type(flat, jnp.uint32)  # (M, D, 2): low, high word
+            low, high = words[..., 0], words[..., 1]
+            magnitude_zero = ((high & ~jnp.uint32(_SIGN_BIT)) == 0) & (low == 0)
+            high = jnp.where(magnitude_zero, jnp.uint32(0), high)
+            nan = ((high & 0x7FF00000) == 0x7FF00000) & (((high & 0x000FFFFF) != 0) | (low != 0))
+            high = jnp.where(nan, jnp.uint32(0x7FF80000), high)
+            low = jnp.where(nan, jnp.uint32(0), low)
+            return jnp.stack([low, high], axis=-1).reshape(flat.shape[0], -1)
+        bits = jax.lax.bitcast_convert_type(flat.astype(jnp.float32), jnp.uint32)
+        bits = jnp.where(bits == jnp.uint32(_SIGN_BIT), jnp.uint32(0), bits)
+        nan = (bits & jnp.uint32(0x7FFFFFFF)) > jnp.uint32(0x7F800000)
+        return jnp.where(nan, jnp.uint32(_CANONICAL_NAN), bits)
+    if dtype == jnp.bool_:
+        return flat.astype(jnp.uint32)
+    if jnp.issubdtype(dtype, jnp.integer):
+        if dtype.itemsize == 8:
+            return jax.lax.bitcast_convert_type(flat, jnp.uint32).reshape(flat.shape[0], -1)
+        wide = flat.astype(jnp.int32 if jnp.issubdtype(dtype, jnp.signedinteger) else jnp.uint32)
+        return jax.lax.bitcast_convert_type(wide, jnp.uint32)
+    raise TypeError(f"anchor states need float, integer or bool observations, got dtype {dtype}")
 
 
 def hash_rows(bits: jax.Array, seed: int) -> jax.Array:
