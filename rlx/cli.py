@@ -32,6 +32,33 @@ def _default_text(value) -> str:
     return str(value)
 
 
+def seed_type(text: str) -> int:
+    """argparse type of ``--seed``: a 64-bit integer, refused at parse time otherwise."""
+    from rlx.core.config import ConfigError, check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError as err:  # ConfigError is a ValueError, and so is int("x")
+        raise argparse.ArgumentTypeError(str(err) if isinstance(err, ConfigError) else f"{text!r} is not an integer") from None
+
+
+# A negative number in scientific notation ("-1e-3"): argparse reads it as an option.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--flag -1e-3`` as ``--flag=-1e-3``, so that a negative value reaches its flag (and then
+    the range check that names it) instead of argparse's "expected one argument"."""
+    out: list[str] = []
+    for token in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_NUMBER.match(token) and prev.startswith("--") and "=" not in prev:
+            out[-1] = f"{prev}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 class _Given(argparse.Action):
     """Stores the value and notes that the flag was on the command line, so that a resumed run
     can refuse a flag that contradicts its config.json even when it equals the default."""
@@ -57,7 +84,7 @@ def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
         help="environment option, e.g. max_steps_in_episode=100 or backend=generalized (repeatable)",
     )
     _add_env_module_flag(run)
-    run.add_argument("--seed", action=_Given, type=int, default=0, help="base seed (default: %(default)s)")
+    run.add_argument("--seed", action=_Given, type=seed_type, default=0, help="base seed (default: %(default)s)")
     run.add_argument("--num-seeds", action=_Given, type=int, default=1, help="seeds trained at once with jax.vmap (default: %(default)s)")
     run.add_argument("--out", default=None, help="run folder (default: runs/<algo>-<env>-<time>)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
@@ -197,7 +224,7 @@ def _add_eval_parser(sub) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `rlx train`")
     p.add_argument("--episodes", type=int, default=100, help="episodes per seed, run in parallel (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: %(default)s)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the evaluation episodes (default: %(default)s)")
     p.add_argument("--checkpoint", type=int, default=None, metavar="E", help="the checkpoint written after evaluation E (default: the latest)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
@@ -456,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _start_distributed(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(argv))
     from rlx.core.config import ConfigError
     from rlx.envs import UnknownEnvironmentError
     from rlx.run.checkpoint import TrainingInterrupted

@@ -54,14 +54,39 @@ def test_train_writes_run_folder(tmp_path, capsys):
         (["--num-seeds", "0"], "--num-seeds must be >= 1"),
         (["--env-kwarg", "max_steps"], "KEY=VALUE"),
         (["--env-kwarg", "bogus=1"], "bogus"),
+        (["--critic-lr", "-1e-3"], "critic_lr=-0.001 is out of range"),  # scientific notation
+        (["--total-steps", "100000000000"], "total_steps=100,000,000,000 is too large; allowed: at most 2,147,483,647"),
+        (["--seed", "99999999999999999999"], "seed=99999999999999999999 is out of range"),
+        (["--seed", "x1"], "argument --seed: 'x1' is not an integer"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys):
     out = tmp_path / "never"
-    assert main(["train", "sac", *TINY_FLAGS, "--out", str(out), *argv]) == 2
+    try:
+        rc = main(["train", "sac", *TINY_FLAGS, "--out", str(out), *argv])
+    except SystemExit as stop:  # argparse's own refusals
+        rc = stop.code
+    assert rc == 2
     err = capsys.readouterr().err
     assert message in err, err
+    assert "Traceback" not in err
     assert not out.exists(), "nothing is written for refused input"
+
+
+@pytest.mark.parametrize("agent, env", [("dsac_t", "gymnax/CartPole-v1"), ("grpo", "gymnax/Pendulum-v1")])
+def test_wrong_action_space_names_the_agent_asked_for(agent, env, tmp_path, capsys):
+    assert main(["train", agent, "--env", env, "--out", str(tmp_path / "never"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rlx: error: {agent} ") and "action space" in err, err
+
+
+def test_negative_values_join_their_flag():
+    from rlx.cli import join_negative_values
+
+    assert join_negative_values(["--critic-lr", "-1e-3", "--tau", "-.5", "--seed", "-3", "-x"]) == [
+        "--critic-lr=-1e-3", "--tau=-.5", "--seed=-3", "-x",
+    ]
+    assert join_negative_values(["--gamma=-1e-3", "-2e5"]) == ["--gamma=-1e-3", "-2e5"]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):

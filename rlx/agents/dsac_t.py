@@ -40,7 +40,7 @@ import optax
 from flax import struct
 
 from rlx.agents import sac
-from rlx.agents.sac import check_env, make_policy  # noqa: F401  (agent contract, as SAC's)
+from rlx.agents.sac import continuous_action_check, make_policy  # noqa: F401  (agent contract, as SAC's)
 from rlx.core import off_policy, parallel
 from rlx.core.config import config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
@@ -49,6 +49,7 @@ from rlx.core.off_policy import observation_stats  # noqa: F401  (agent contract
 from rlx.core.types import Transition
 
 NAME = "dsac_t"
+check_env = continuous_action_check(NAME)
 DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients averaged over devices
 
 

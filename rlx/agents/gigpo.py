@@ -160,12 +160,20 @@ PRESETS = {
 }
 
 
-def check_env(config: GiGPOConfig, env, env_params) -> None:
-    space = env.action_space(env_params)
-    if rlx_envs.is_continuous(space):
-        raise ConfigError(
-            f"{NAME} uses a categorical policy; {getattr(env, 'name', env)} has a continuous action space"
-        )
+def categorical_action_check(agent_name: str):
+    """The ``check_env`` of a categorical-policy agent; its refusal names the agent asked for."""
+
+    def check_env(config, env, env_params) -> None:
+        if rlx_envs.is_continuous(env.action_space(env_params)):
+            raise ConfigError(
+                f"{agent_name} uses a categorical policy; {getattr(env, 'name', env)} has a continuous "
+                "(Box) action space. Use a continuous-action agent (sac, dsac_t), or an env with a Discrete action space."
+            )
+
+    return check_env
+
+
+check_env = categorical_action_check(NAME)
 
 
 # ---------------------------------------------------------------------------------------------

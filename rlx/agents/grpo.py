@@ -8,7 +8,7 @@ from rlx.agents.gigpo import (  # noqa: F401  (the agent contract)
     PRESETS,
     GiGPOConfig,
     GroupPGState,
-    check_env,
+    categorical_action_check,
     init,
     make_policy,
     observation_stats,
@@ -17,6 +17,7 @@ from rlx.agents.gigpo import (  # noqa: F401  (the agent contract)
 from rlx.core.config import config_dataclass, static, tunable
 
 NAME = "grpo"
+check_env = categorical_action_check(NAME)
 
 
 @config_dataclass

@@ -106,14 +106,23 @@ class SACConfig(TrainConfig):
 Config = SACConfig
 
 
-def check_env(config: SACConfig, env, env_params) -> None:
-    """SAC needs a continuous (Box) action space."""
-    space = env.action_space(env_params)
-    if not rlx_envs.is_continuous(space):
-        raise ConfigError(
-            f"SAC acts in continuous action spaces; {getattr(env, 'name', env)} has a "
-            f"{type(space).__name__} action space. Use a discrete-action agent, or an env with a Box action space."
-        )
+def continuous_action_check(agent_name: str):
+    """The ``check_env`` of an agent that needs a continuous (Box) action space; its refusal
+    names the agent that was asked for (SAC's check serves DSAC-T too)."""
+
+    def check_env(config, env, env_params) -> None:
+        space = env.action_space(env_params)
+        if not rlx_envs.is_continuous(space):
+            raise ConfigError(
+                f"{agent_name} acts in continuous action spaces; {getattr(env, 'name', env)} has a "
+                f"{type(space).__name__} action space. Use a discrete-action agent (ppo, gigpo, grpo), "
+                "or an env with a Box action space."
+            )
+
+    return check_env
+
+
+check_env = continuous_action_check(NAME)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,11 +23,29 @@ import jax
 import numpy as np
 from flax import struct
 
-__all__ = ["Config", "ConfigError", "TrainConfig", "config_dataclass", "stack_configs", "static", "tunable"]
+__all__ = [
+    "Config", "ConfigError", "TrainConfig", "check_seed", "config_dataclass", "stack_configs", "static", "tunable",
+]
+
+# Integer fields count steps, envs, sizes: inside the compiled program they are int32 (JAX's
+# default without x64), so a larger value would wrap around silently.
+INT32_MAX = 2**31 - 1
+# jax.random.PRNGKey takes a signed 64-bit seed.
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 class ConfigError(ValueError):
     """A configuration value outside its allowed range, or an unknown field."""
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an int, or a :class:`ConfigError` naming the allowed range (a 64-bit integer)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"{name}={seed!r} must be an integer")
+    low, high = SEED_RANGE
+    if not low <= int(seed) <= high:
+        raise ConfigError(f"{name}={seed} is out of range; allowed: {low} <= {name} <= {high} (a 64-bit integer)")
+    return int(seed)
 
 
 def _field(default, help, pytree_node, low, high, low_inclusive, high_inclusive, choices, check):
@@ -206,6 +224,8 @@ def _check_value(name, v, meta) -> str | None:
         )
         if bad:
             return f"{name}={v!r} is out of range; allowed: {_range_text(meta)}"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and abs(int(v)) > INT32_MAX:
+        return f"{name}={v:,} is too large; allowed: at most {INT32_MAX:,} (steps and sizes are int32 in the compiled program)"
     return None
 
 

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     """Add ``rlx dataset collect`` and ``rlx dataset info``."""
     from rlx.agents import sac
     from rlx.buffers.dataset import KINDS
-    from rlx.cli import _default_text, _flag
+    from rlx.cli import _default_text, _flag, seed_type
 
     dataset = subparsers.add_parser(
         "dataset", help="collect offline datasets (D4RL recipe) and describe dataset files",
@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=float, default=1_000_000, help="transitions per dataset (default: %(default)d; medium-replay: its whole history)")
     p.add_argument("--out", required=True, help="dataset folder (several kinds: their parent folder)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
-    p.add_argument("--seed", type=int, default=0, help="seed of the expert run and of the collection (default: %(default)s)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the expert run and of the collection (default: %(default)s)")
     p.add_argument(
         "--expert-steps", type=float, default=None,
         help="env steps of the expert's training (default: per env, e.g. Pendulum 20000, brax 1000000)",

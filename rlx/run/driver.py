@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx import envs as rlx_envs
+from rlx.core.config import check_seed
 from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
 from rlx.run import memory, nan_guard
@@ -32,7 +33,7 @@ from rlx.run.train import RunnerState, Schedule, make_train
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """The keys of seeds 0..num_seeds-1 of a run started with ``seed``: shape (num_seeds, 2)."""
-    return jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+    return jax.random.split(jax.random.PRNGKey(check_seed(seed)), num_seeds)
 
 
 @dataclasses.dataclass
