@@ -188,8 +188,9 @@ def _add_debug_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("checks")
     group.add_argument(
         "--debug-nans", action="store_true",
-        help="stop at the first NaN or infinite metric (checked between chunks), naming it; "
-        "the latest checkpoint stays the last good state",
+        help="stop at the first NaN or infinite metric of any kind (checked between chunks), naming it; "
+        "the latest checkpoint stays the last good state. Rewards and returns are always checked; "
+        "JAX_DEBUG_NANS=True finds the operation that made a NaN",
     )
     group.add_argument(
         "--dry-run", action="store_true",
@@ -526,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownEnvironmentError, OutputDirError, ValueError) as err:
         print(f"rlx: error: {err}", file=sys.stderr)
         return 2
-    except FloatingPointError as err:  # --debug-nans: rlx.run.nan_guard.NonFiniteMetricError
+    except FloatingPointError as err:  # a non-finite metric: rlx.run.nan_guard.NonFiniteMetricError
         print(f"rlx: error: {err}", file=sys.stderr)
         return 3
     except TrainingInterrupted as stop:

@@ -108,3 +108,37 @@ def test_cli_reports_the_guard_and_exits_3(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "non-finite metric loss/critic = nan at step 5,000 (evaluation 5 of 10, seed 1)" in err
     assert "also non-finite there: q_mean" in err and "checkpoints/4" in err
+
+
+class NaNRewardProbe:
+    """The one-step probe, but every reward is NaN (a broken custom env)."""
+
+    def __init__(self):
+        from rlx import envs as rlx_envs
+
+        self.env, self.default_params = rlx_envs.make("rlx/ProbeOneStep-v0")
+        self.name = "NaNRewardProbe"
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        return obs, state, reward * jnp.nan, terminated, truncated, info
+
+
+@pytest.mark.timeout(300)
+def test_nan_rewards_stop_a_run_without_debug_nans(tmp_path):
+    """Rewards and returns are guarded by default: a NaN reward stops the run at the first block."""
+    config = sac.SACConfig(
+        total_steps=500, learning_starts=100, eval_every=100, eval_episodes=2, batch_size=8, hidden_sizes=(8,)
+    )
+    out = tmp_path / "run"
+    with pytest.raises(nan_guard.NonFiniteMetricError) as err:
+        run(sac, config, NaNRewardProbe(), out_dir=out, progress=False, checkpoint_every=1)
+    assert err.value.found.evaluation == 0 and "return" in err.value.found.metric
+    message = str(err.value)
+    assert "rewards and returns are always checked" in message and "NaN reward" in message
+    assert not (out / "summary.json").exists() and not (out / "checkpoints").exists() or not any(
+        p.name.isdigit() for p in (out / "checkpoints").iterdir()
+    )

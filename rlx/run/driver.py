@@ -122,10 +122,11 @@ def run(
     ``sinks`` (:mod:`rlx.run.sinks`: TensorBoard, Weights & Biases) receive the metrics rows of
     every chunk as well; on several hosts only the first one feeds them.
 
-    ``debug_nans=True`` checks every chunk's metrics on the host (between chunks, never inside
-    the compiled loop) and stops at the first non-finite one with a
+    Every chunk's reward and return metrics are checked on the host (between chunks, never
+    inside the compiled loop): the first non-finite one stops the run with a
     :class:`NonFiniteMetricError` naming it, its step and seed; no checkpoint is written after
-    it, so the latest checkpoint is the last good state. ``check_memory`` (default on) refuses,
+    it, so the latest checkpoint is the last good state. ``debug_nans=True`` checks every
+    metric the same way (losses, Q values, temperature). ``check_memory`` (default on) refuses,
     before ``init`` allocates anything, a training state larger than the device's free memory
     (:mod:`rlx.run.memory`).
     """
@@ -270,7 +271,8 @@ def run(
                 writer.write(rows)
             for sink in sinks if jax.process_index() == 0 else ():
                 sink.write(rows)
-            if debug_nans and (non_finite := nan_guard.first_non_finite(metrics, done)) is not None:
+            only = None if debug_nans else nan_guard.is_reward_metric
+            if (non_finite := nan_guard.first_non_finite(metrics, done, only)) is not None:
                 break  # no checkpoint of a non-finite state: the latest one stays the last good one
             done += n
             due = done // every > saved // every or done == schedule.num_evals or stop.requested
@@ -289,7 +291,7 @@ def run(
     for sink in sinks:
         sink.close()
     if non_finite is not None:
-        raise nan_guard.NonFiniteMetricError(non_finite, schedule.num_evals, checkpoint_path, out)
+        raise nan_guard.NonFiniteMetricError(non_finite, schedule.num_evals, checkpoint_path, out, every_metric=debug_nans)
     if done < schedule.num_evals:  # Ctrl-C, after a checkpoint of where it stopped
         raise ckpt.TrainingInterrupted(
             out, done, schedule.num_evals, checkpoint_path, f"rlx train {agent_name} --resume {out}"

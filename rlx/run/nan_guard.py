@@ -1,4 +1,9 @@
-"""The finite-everything guard (``rlx train ... --debug-nans``): stop at the first non-finite metric.
+"""The non-finite guard: stop a run at the first NaN or infinite metric, naming it.
+
+By default every run checks its reward and return metrics (an env that returns a NaN reward,
+a return that overflows); ``rlx train ... --debug-nans`` (``run(debug_nans=True)``) checks every
+metric, losses, Q values and temperature included. For the per-operation search of where a NaN
+is born, JAX's own ``JAX_DEBUG_NANS=True`` re-runs the offending computation op by op.
 
 The check runs on the host, on the metrics the chunked driver fetches after every chunk anyway,
 so it adds no work to the compiled loop and changes no result. It reports the earliest
@@ -10,6 +15,7 @@ return, since the evaluation comes after the updates of its block and inherits t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +41,17 @@ def _order(names) -> list[str]:
     return update + evaluation
 
 
-def first_non_finite(metrics: dict[str, np.ndarray], first_evaluation: int = 0) -> NonFinite | None:
-    """The earliest non-finite metric in ``metrics`` (leaves shaped (num_seeds, num_evals))."""
-    names = _order(list(metrics))
+def is_reward_metric(name: str) -> bool:
+    """The metrics every run guards by default: rewards and returns."""
+    return name != "step" and ("return" in name or "reward" in name)
+
+
+def first_non_finite(
+    metrics: dict[str, np.ndarray], first_evaluation: int = 0, only: Callable[[str], bool] | None = None
+) -> NonFinite | None:
+    """The earliest non-finite metric in ``metrics`` (leaves shaped (num_seeds, num_evals));
+    ``only`` limits the check to the metrics whose names it accepts."""
+    names = _order([n for n in metrics if only is None or only(n)])
     bad = {}
     for name in names:
         values = np.asarray(metrics[name], dtype=np.float64)
@@ -68,7 +82,9 @@ def first_non_finite(metrics: dict[str, np.ndarray], first_evaluation: int = 0) 
 class NonFiniteMetricError(FloatingPointError):
     """A training metric became NaN or infinite; the run stopped before checkpointing it."""
 
-    def __init__(self, found: NonFinite, num_evals: int, checkpoint: Path | None, out_dir: Path | None):
+    def __init__(
+        self, found: NonFinite, num_evals: int, checkpoint: Path | None, out_dir: Path | None, every_metric: bool = True
+    ):
         self.found = found
         self.checkpoint = checkpoint
         others = f"; also non-finite there: {', '.join(found.others)}" if found.others else ""
@@ -79,10 +95,11 @@ class NonFiniteMetricError(FloatingPointError):
             else "no checkpoint had been written before it"
         )
         rows = f"; its metrics rows are in {out_dir}/metrics.jsonl" if out_dir is not None else ""
+        guard = "--debug-nans" if every_metric else "rewards and returns are always checked; --debug-nans checks every metric"
         super().__init__(
             f"non-finite metric {found.metric} = {found.value} at step {found.step:,} "
             f"(evaluation {found.evaluation + 1} of {num_evals}, seed {found.seed}){others}. "
-            f"Training stopped (--debug-nans) without checkpointing this state: {where}{rows}. "
-            "Common causes: a learning rate too high for the reward scale, an exploding temperature "
-            "or a NaN observation from the environment."
+            f"Training stopped ({guard}) without checkpointing this state: {where}{rows}. "
+            "Common causes: a learning rate too high for the reward scale, an exploding temperature, "
+            "or a NaN reward or observation from the environment."
         )
