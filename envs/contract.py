@@ -133,6 +133,26 @@ def _tree_problems(reset_state, step_state) -> list[str]:
     return problems
 
 
+def _auto_reset_drift(env, env_params, key, state, action) -> list[str]:
+    """For a gymnax ``Environment`` whose ``step`` failed to trace: the fields in which
+    ``step_env``'s observation and state differ from ``reset_env``'s (shape or dtype), so the
+    refusal names them instead of quoting ``lax.select``. Empty when they agree or cannot be traced."""
+    if not (callable(getattr(env, "step_env", None)) and callable(getattr(env, "reset_env", None))):
+        return []
+    try:
+        reset_obs, reset_state = jax.eval_shape(lambda k: env.reset_env(k, env_params), key)
+        step_obs, step_state = jax.eval_shape(lambda k, s, a: env.step_env(k, s, a, env_params)[:2], key, state, action)
+    except Exception:
+        return []
+    problems = []
+    if isinstance(reset_obs, jax.ShapeDtypeStruct) and isinstance(step_obs, jax.ShapeDtypeStruct):
+        if (tuple(reset_obs.shape), reset_obs.dtype) != (tuple(step_obs.shape), step_obs.dtype):
+            problems.append(f"observation: {_describe(reset_obs)} from reset_env, {_describe(step_obs)} from step_env")
+    for line in _tree_problems(reset_state, step_state):
+        problems.append(line.replace("after reset", "from reset_env").replace("after step", "from step_env"))
+    return problems
+
+
 def _is_scalar(x, kinds: str) -> bool:
     return isinstance(x, jax.ShapeDtypeStruct) and x.shape == () and np.dtype(x.dtype).kind in kinds
 
@@ -195,7 +215,17 @@ def check_env_contract(env, env_params=None) -> EnvSignature:
             f"is {space_shape}; they must agree"
         )
 
-    step_out = _trace(lambda k, s, a: env.step(k, s, a, env_params), "step(key, state, action, params)", name, key, state, action)
+    try:
+        step_out = _trace(lambda k, s, a: env.step(k, s, a, env_params), "step(key, state, action, params)", name, key, state, action)
+    except EnvContractError as err:
+        drift = _auto_reset_drift(env, env_params, key, state, action)
+        if drift:
+            raise EnvContractError(
+                f"{name}: step_env returns something else than reset_env, so the auto-reset (which picks "
+                f"one or the other) cannot be traced:\n  " + "\n  ".join(drift[:8])
+                + "\nobservation and state must keep one shape and dtype across reset_env and step_env"
+            ) from err
+        raise
     if not isinstance(step_out, (tuple, list)) or len(step_out) != 6:
         count = len(step_out) if isinstance(step_out, (tuple, list)) else 1
         hint = ""

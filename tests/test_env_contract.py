@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 from flax import struct
+from gymnax.environments import environment as gymnax_environment
 from gymnax.environments import spaces
 
 import rlx.envs as rlx_envs
@@ -221,3 +222,63 @@ def test_cli_reports_a_broken_env_module_env_with_exit_2(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "rlx: error:" in err and "must return 6 values" in err and "gymnax 0.0.x" in err
     assert not out.exists()
+
+
+@struct.dataclass
+class DriftState(gymnax_environment.EnvState):
+    x: jax.Array
+    time: int
+
+
+@struct.dataclass
+class DriftParams(gymnax_environment.EnvParams):
+    max_steps_in_episode: int = 10
+
+
+class Drifts(gymnax_environment.Environment):
+    """A gymnax Environment whose step_env drifts from reset_env in one field: gymnax's own
+    auto-reset then fails inside lax.select, and the refusal must name the field instead."""
+
+    def __init__(self, field):
+        super().__init__()
+        self.field = field
+
+    @property
+    def name(self):
+        return f"Drifts-{self.field}"
+
+    @property
+    def default_params(self):
+        return DriftParams()
+
+    def reset_env(self, key, params):
+        x = jnp.zeros(3)
+        return x, DriftState(x=x, time=0)
+
+    def step_env(self, key, state, action, params):
+        x = state.x + 1.0
+        obs = {"shape": jnp.concatenate([x, x]), "dtype": x.astype(jnp.int32)}.get(self.field, x)
+        next_state = DriftState(x=x[:2] if self.field == "state" else x, time=state.time + 1)
+        return obs, next_state, jnp.float32(0.0), jnp.array(False), {}
+
+    def action_space(self, params):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(-1.0, 1.0, (3,), jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ("shape", "observation: float32[3] from reset_env, float32[6] from step_env"),
+        ("dtype", "observation: float32[3] from reset_env, int32[3] from step_env"),
+        ("state", "state.x: float32[3] from reset_env, float32[2] from step_env"),
+    ],
+)
+def test_a_gymnax_env_that_drifts_is_refused_naming_the_field(field, message):
+    with pytest.raises(EnvContractError) as info:
+        check_env_contract(Drifts(field))
+    text = str(info.value)
+    assert text.startswith(f"Drifts-{field}: step_env returns something else than reset_env") and message in text, text
+    assert "select" not in text.split("\n")[1]
