@@ -385,3 +385,219 @@ def test_cli_dataset_info(tmp_path, capsys):
     assert report["normalized_score_of_episodes"] == pytest.approx(100 * (33 + 1200) / 1050)
     assert main(["dataset", "info", str(tmp_path / "missing")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Minari metadata against the file
+# ---------------------------------------------------------------------------------------------
+def _minari_episodes():
+    return [minari_episode(4, 0, "terminated"), minari_episode(3, 1, "truncated"), minari_episode(2, 2, "none")]
+
+
+@pytest.mark.parametrize(
+    "metadata, words",
+    [
+        ({"total_episodes": 4, "total_steps": 25}, ["total_episodes is 4", "holds 3 episodes", "total_steps is 25", "hold 9 steps"]),
+        ({"total_episodes": 2}, ["total_episodes is 2", "holds 3 episodes"]),
+        ({"total_steps": 8}, ["total_steps is 8", "hold 9 steps"]),
+        ({"total_steps": "many"}, ["total_steps is 'many'", "whole number"]),
+    ],
+)
+def test_minari_metadata_counts_must_match_the_file(tmp_path, capsys, metadata, words):
+    from rlx.cli import main
+
+    root = write_minari(tmp_path / "m", _minari_episodes(), metadata)
+    with pytest.raises(DatasetError) as err:
+        loaders.load_minari(root)
+    for word in [str(root / "data" / "metadata.json"), *words]:
+        assert word in str(err.value), str(err.value)
+    assert main(["dataset", "info", str(root)]) == 2
+    assert capsys.readouterr().err.startswith(f"rlx: error: {root / 'data' / 'metadata.json'}: {words[0]}")
+
+
+def test_minari_episode_step_attribute_must_match_its_rows(tmp_path):
+    root = write_minari(tmp_path / "m", _minari_episodes())
+    with h5py.File(root / "data" / "main_data.hdf5", "a") as f:
+        f["episode_1"].attrs["total_steps"] = 5
+    with pytest.raises(DatasetError, match="episode_1: attribute total_steps is 5 but the episode holds 3 steps"):
+        loaders.load_minari(root)
+
+
+# ---------------------------------------------------------------------------------------------
+# One rule for an unfinished last episode, in every layout
+# ---------------------------------------------------------------------------------------------
+def test_every_loader_truncates_an_unfinished_last_episode_the_same_way(tmp_path):
+    """Terminated (4 steps), truncated (3) and unfinished (2) episodes in each layout give the same
+    Dataset: the unfinished one is truncated, so there are 3 episodes everywhere."""
+    episodes = _minari_episodes()
+    # D4RL's rebuild gives a terminal step its own observation as successor (never bootstrapped
+    # from): end the terminated episode on a repeated observation so the layouts hold the same data.
+    episodes[0]["observations"][-1] = episodes[0]["observations"][-2]
+    minari, _ = loaders.load_minari(write_minari(tmp_path / "m", episodes))
+
+    flat = {
+        "observations": np.concatenate([e["observations"][:-1] for e in episodes]),
+        "actions": np.concatenate([e["actions"] for e in episodes]),
+        "rewards": np.concatenate([e["rewards"] for e in episodes]),
+        "next_observations": np.concatenate([e["observations"][1:] for e in episodes]),
+        "terminals": np.concatenate([e["terminations"] for e in episodes]),
+        "timeouts": np.concatenate([e["truncations"] for e in episodes]),
+    }
+    assert not (flat["terminals"][-1] or flat["timeouts"][-1])  # the data's last episode is unfinished
+    d4rl_next, _ = loaders.load_d4rl(write_d4rl(tmp_path / "with-next.hdf5", flat))
+
+    # Without next_observations a D4RL file lists every observation of an episode, the last one
+    # on a row without a successor (a timeout row, or the file's unfinished last row).
+    rows = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    for e in episodes:
+        steps = len(e["actions"])
+        extra = 0 if e["terminations"][-1] else 1
+        rows["observations"].append(e["observations"][: steps + extra])
+        rows["actions"].append(np.concatenate([e["actions"], np.zeros((extra, 2), np.float32)]))
+        rows["rewards"].append(np.concatenate([e["rewards"], np.zeros(extra)]))
+        rows["terminals"].append(np.concatenate([e["terminations"], np.zeros(extra, bool)]))
+        rows["timeouts"].append(np.concatenate([np.zeros(steps, bool), [bool(e["truncations"][-1])] * extra]))
+    d4rl_rebuilt, rebuilt_info = loaders.load_d4rl(
+        write_d4rl(tmp_path / "no-next.hdf5", {k: np.concatenate(v) for k, v in rows.items()}, next_obs=False)
+    )
+
+    # The rlx format: a folder whose last row is unflagged (written by other code) reads the same.
+    canonical = Dataset(**{k: v.astype(np.float32 if k in ds.FLOAT_KEYS else bool) for k, v in flat.items()})
+    folder = ds.save(tmp_path / "rlx", canonical, INFO)
+    np.save(folder / "timeouts.npy", flat["timeouts"])
+    from_folder, _ = ds.load(folder, device=False)
+    from_array_mapping = ds.from_arrays(flat)
+
+    expected_returns = [e["rewards"].sum() for e in episodes]
+    for name, data in [("d4rl", d4rl_next), ("d4rl rebuilt", d4rl_rebuilt), ("rlx", from_folder), ("from_arrays", from_array_mapping)]:
+        for key in ds.KEYS:
+            np.testing.assert_allclose(np.asarray(getattr(data, key)), np.asarray(getattr(minari, key)), err_msg=f"{name}: {key}")
+        np.testing.assert_array_equal(np.flatnonzero(data.timeouts), [6, 8], err_msg=name)
+        np.testing.assert_array_equal(np.flatnonzero(data.terminals), [3], err_msg=name)
+        np.testing.assert_allclose(ds.episode_returns(data), expected_returns, rtol=1e-6, err_msg=name)
+    assert "1 timeout-ended step(s) and the unfinished last step without a successor dropped" in rebuilt_info.extra["next_observations"]
+
+
+def test_writer_truncates_an_unfinished_last_episode(tmp_path):
+    arrays = make_arrays()
+    arrays["timeouts"][-1] = False
+    path = ds.save(tmp_path / "d", Dataset(**arrays), INFO)
+    assert np.load(path / "timeouts.npy")[-1]
+    assert ds.episode_returns(ds.load(path, device=False)[0]).size == 2
+
+
+@pytest.mark.parametrize(
+    "timeouts, unfinished, note",
+    [
+        ([8, 11], False, "2 timeout-ended step(s) without a successor dropped"),
+        ([8], True, "1 timeout-ended step(s) and the unfinished last step without a successor dropped"),
+        ([], True, "0 timeout-ended step(s) and the unfinished last step without a successor dropped"),
+    ],
+)
+def test_d4rl_rebuild_note_counts_what_it_dropped(tmp_path, timeouts, unfinished, note):
+    arrays = make_arrays()
+    arrays["timeouts"][:] = False
+    arrays["timeouts"][timeouts] = True
+    data, info = loaders.load_d4rl(write_d4rl(tmp_path / "x.hdf5", arrays, next_obs=False))
+    assert note in info.extra["next_observations"], info.extra["next_observations"]
+    assert data.size == 12 - len(timeouts) - int(unfinished)
+    assert data.terminals[-1] or data.timeouts[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders that are not a dataset, damaged files: messages, and `rlx: error:` on the command line
+# ---------------------------------------------------------------------------------------------
+ACCEPTED_WORDS = ["accepted:", "rlx dataset folder", "Minari dataset folder", "D4RL .hdf5 file"]
+
+
+def _folder(tmp_path, kind):
+    path = tmp_path / kind
+    path.mkdir()
+    if kind == "npy_only":
+        np.save(path / "observations.npy", np.zeros((3, 2), np.float32))
+        np.save(path / "actions.npy", np.zeros((3, 1), np.float32))
+    elif kind == "binary_metadata":
+        (path / "metadata.json").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    elif kind == "bad_json":
+        (path / "metadata.json").write_text("{not json")
+    elif kind == "json_list":
+        (path / "metadata.json").write_text("[1, 2]")
+    elif kind == "neither":
+        (path / "metadata.json").write_text('{"name": "something else"}')
+    elif kind == "other_format":
+        (path / "metadata.json").write_text('{"format": "someone.else"}')
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("empty", ["not a dataset folder", "no metadata.json", "no data/metadata.json"]),
+        ("npy_only", ["has observations.npy, actions.npy but no metadata.json", "writing did not finish"]),
+        ("binary_metadata", ["its metadata.json is broken", "not a JSON text file"]),
+        ("bad_json", ["its metadata.json is broken", "not valid JSON"]),
+        ("json_list", ["its metadata.json is broken", "holds a JSON list"]),
+        ("neither", ["neither an rlx dataset's metadata", "nor a Minari dataset's"]),
+        ("other_format", ["format is 'someone.else'", "'rlx.offline-dataset'"]),
+    ],
+)
+def test_a_folder_that_is_not_a_dataset_is_named_with_what_is_missing(tmp_path, monkeypatch, capsys, kind, words):
+    from rlx.cli import main
+
+    path = _folder(tmp_path, kind)
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)  # where h5py is not installed
+    with pytest.raises(DatasetError) as err:
+        loaders.open_dataset(path, device=False)
+    for word in [str(path), *words, *ACCEPTED_WORDS]:
+        assert word in str(err.value), str(err.value)
+    assert main(["dataset", "info", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("rlx: error: ") and str(path) in stderr and words[0] in stderr
+
+
+def test_hdf5_layouts_without_h5py_get_a_message(tmp_path, monkeypatch, capsys):
+    from rlx.cli import main
+
+    root = write_minari(tmp_path / "m", _minari_episodes())
+    d4rl = write_d4rl(tmp_path / "x.hdf5", make_arrays())
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)
+    for path in (root, d4rl):
+        with pytest.raises(ImportError, match="needs h5py"):  # still an ImportError for code that catches one
+            loaders.open_dataset(path, device=False)
+        assert main(["dataset", "info", str(path)]) == 2
+        assert capsys.readouterr().err.startswith("rlx: error: reading HDF5 datasets (D4RL, Minari) needs h5py")
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+@pytest.mark.parametrize("key", ["rewards", "observations"])
+def test_a_truncated_npy_file_is_named_with_its_key(tmp_path, capsys, key, mmap):
+    from rlx.cli import main
+
+    path = ds.save(tmp_path / "d", ds.from_arrays(make_arrays()), INFO)
+    file = path / f"{key}.npy"
+    raw = file.read_bytes()
+    file.write_bytes(raw[:-20])
+    want = 12 * 4 * (3 if key == "observations" else 1)
+    with pytest.raises(DatasetError) as err:
+        ds.load(path, device=False, mmap=mmap)
+    for word in [str(file), f"key {key!r} is truncated", f"({want:,} bytes of data)", f"holds {want - 20:,}"]:
+        assert word in str(err.value), str(err.value)
+    assert main(["dataset", "info", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("rlx: error: ") and f"{key}.npy: key {key!r} is truncated" in stderr
+    file.write_bytes(raw[:5])  # cut inside the header
+    with pytest.raises(DatasetError, match=f"key {key!r} is not a readable .npy array"):
+        ds.load(path, device=False, mmap=mmap)
+
+
+def test_metadata_with_wrong_types_is_a_dataset_error(tmp_path):
+    path = ds.save(tmp_path / "d", ds.from_arrays(make_arrays()), INFO)
+    meta = json.loads((path / "metadata.json").read_text())
+    for change, words in [
+        ({"format_version": "one"}, "format_version is 'one'"),
+        ({"info": [1]}, "no 'info' record (found list)"),
+        ({"size": "12"}, "says size '12' but the arrays hold 12 rows"),
+    ]:
+        (path / "metadata.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(DatasetError, match=__import__("re").escape(words)):
+            loaders.open_dataset(path, device=False)

@@ -177,6 +177,83 @@ def dataset_transitions(dataset) -> Transition:
     )
 
 
+def dataset_name(info=None, path=None) -> str:
+    """How messages name a dataset: its path, else its source / kind and env from ``info``."""
+    if path is not None:
+        return f"dataset {path}"
+    source = getattr(info, "source", None)
+    if source and ":" in source:  # d4rl:PATH, minari:PATH
+        return f"dataset {source}"
+    if info is not None:
+        return f"the {info.kind} dataset of {info.env}"
+    return "the dataset"
+
+
+def check_data(
+    observations, actions, env=None, env_params=None, *, dynamics=None, name: str = "the dataset", env_name: str | None = None,
+) -> None:
+    """Refuse data the agent cannot learn from, before anything is trained (ConfigError naming
+    ``name``, the field, what it holds and what is allowed): observations and actions that are
+    not one row per transition, actions outside [-1, 1] (the range the agents act in), and,
+    given the evaluation ``env`` (an env or a registered name) or a trained ``dynamics`` model,
+    observation and action sizes other than theirs. ``env_name`` names the env in the messages
+    (default: the registered name given as ``env``, else the env's own name)."""
+    shapes = {"observations": tuple(np.shape(observations)), "actions": tuple(np.shape(actions))}
+    for field, shape in shapes.items():
+        if len(shape) != 2:
+            raise ConfigError(
+                f"{name}: field {field!r} holds an array of shape {shape}; allowed: (N, size), one row per "
+                "transition" + (" (one-dimensional actions: reshape them to (N, 1))" if field == "actions" and len(shape) == 1 else "")
+            )
+    data_obs, data_act = shapes["observations"][1], shapes["actions"][1]
+    host = np.asarray(jax.device_get(actions))
+    if host.size:
+        low, high = float(np.min(host)), float(np.max(host))
+        if max(-low, high) > 1.0 + 1e-4:
+            row = int(np.argmax(np.max(np.abs(host), axis=1) > 1.0 + 1e-4))
+            raise ConfigError(
+                f"{name}: field 'actions' holds values in [{low:.4g}, {high:.4g}] (the first outside [-1, 1] in row "
+                f"{row}); allowed: [-1, 1], the range the agent acts in (rlx envs rescale actions to it): rescale "
+                "the dataset's actions to [-1, 1]"
+            )
+    if env is not None:
+        if isinstance(env, str):
+            env_name = env_name or env
+            env, default_params = rlx_envs.make(env)
+            env_params = default_params if env_params is None else env_params
+        env_name = env_name or getattr(env, "name", None) or type(env).__name__
+        space = env.action_space(env_params)
+        if not rlx_envs.is_continuous(space):
+            raise ConfigError(f"the env {env_name} has {type(space).__name__} actions; {name} is for continuous actions in [-1, 1]")
+        obs_dim = int(np.prod(env.observation_space(env_params).shape))
+        act_dim = rlx_envs.action_dim(space)
+        if data_obs != obs_dim:
+            raise ConfigError(
+                f"{name}: field 'observations' holds observations of size {data_obs}; allowed: {obs_dim}, the "
+                f"observation size of the env {env_name}"
+            )
+        if data_act != act_dim:
+            raise ConfigError(
+                f"{name}: field 'actions' holds actions of size {data_act}; allowed: {act_dim}, the action size "
+                f"of the env {env_name}"
+            )
+    if dynamics is not None and (dynamics.obs_dim, dynamics.action_dim) != (data_obs, data_act):
+        raise ConfigError(
+            f"dynamics model predicts observations of size {dynamics.obs_dim} from actions of size "
+            f"{dynamics.action_dim}; {name} has {data_obs} and {data_act}"
+        )
+
+
+def check_dataset(dataset, env=None, env_params=None, *, dynamics=None, info=None, path=None, env_name=None) -> None:
+    """:func:`check_data` of a :class:`rlx.buffers.dataset.Dataset`, named by ``path`` / ``info``."""
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        if not hasattr(dataset, field):
+            raise ConfigError(f"dataset has no {field!r}: pass a rlx.buffers.dataset.Dataset (D4RL keys)")
+    check_data(
+        dataset.observations, dataset.actions, env, env_params, dynamics=dynamics, name=dataset_name(info, path), env_name=env_name,
+    )
+
+
 def concat(a: Transition, b: Transition) -> Transition:
     return jax.tree.map(lambda x, y: jnp.concatenate([x.astype(jnp.float32), y.astype(jnp.float32)]), a, b)
 
@@ -226,27 +303,9 @@ class OfflineAgent:
         space = env.action_space(env_params)
         if not rlx_envs.is_continuous(space):
             raise ConfigError(f"{self.NAME} acts in continuous action spaces; {getattr(env, 'name', env)} has {type(space).__name__}")
-        obs_dim = int(np.prod(env.observation_space(env_params).shape))
-        act_dim = rlx_envs.action_dim(space)
-        data_obs, data_act = int(self.data.obs.shape[-1]), int(self.data.action.shape[-1])
-        if (obs_dim, act_dim) != (data_obs, data_act):
-            raise ConfigError(
-                f"dataset has observations of size {data_obs} and actions of size {data_act}; the env "
-                f"{getattr(env, 'name', env)} has {obs_dim} and {act_dim}"
-            )
-        if (self.dynamics.obs_dim, self.dynamics.action_dim) != (data_obs, data_act):
-            raise ConfigError(
-                f"dynamics model predicts observations of size {self.dynamics.obs_dim} from actions of size "
-                f"{self.dynamics.action_dim}; the dataset has {data_obs} and {data_act}"
-            )
+        check_data(self.data.obs, self.data.action, env, env_params, dynamics=self.dynamics, name=f"{self.NAME}'s dataset")
         if self.dynamics.num_elites > self.dynamics.ensemble_size:
             raise ConfigError("dynamics model has more elites than members")
-        max_action = float(jnp.max(jnp.abs(self.data.action)))
-        if max_action > 1.0 + 1e-4:
-            raise ConfigError(
-                f"dataset actions reach |a| = {max_action:.3g}; the policy acts in [-1, 1] (rlx envs rescale "
-                "actions to it): rescale the dataset's actions to [-1, 1]"
-            )
         if config.model_batch_size_real > 0 and self.size < 1:
             raise ConfigError("dataset is empty")
 
@@ -328,16 +387,20 @@ def build_agent(
     key=None,
     progress: bool = True,
     transition_fn: TransitionFn = sample_elite,
+    env=None,
+    env_params=None,
+    path=None,
 ) -> OfflineAgent:
     """``algorithm`` bound to ``dataset``; trains the dynamics ensemble first when not given.
 
     ``info`` (a :class:`rlx.buffers.dataset.DatasetInfo`) supplies the env name (for the
-    termination rule) and the reference returns of the normalized score.
+    termination rule) and the reference returns of the normalized score. Before anything is
+    trained the dataset is checked (:func:`check_dataset`): actions in [-1, 1] and, given the
+    evaluation ``env`` (an env or a registered name, with ``env_params``), the env's observation
+    and action sizes; ``path`` names the dataset in the messages.
     """
     config = (config or algorithm.Config()).validate()
-    for name in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
-        if not hasattr(dataset, name):
-            raise ConfigError(f"dataset has no {name!r}: pass a rlx.buffers.dataset.Dataset (D4RL keys)")
+    check_dataset(dataset, env, env_params, dynamics=dynamics, info=info, path=path, env_name=env_name)
     env_name = env_name or getattr(info, "env", None)
     if dynamics is None:
         rule = term_rules.rule_for_env(env_name)
@@ -377,6 +440,15 @@ def add_cli_arguments(group) -> None:
     group.add_argument("--save-dynamics", default=None, metavar="PATH", help="save the trained dynamics model here")
 
 
+def _cli_env(args):
+    """The evaluation env of ``rlx train`` (``--env``, ``--env-kwarg``), or (None, None) without one."""
+    if not getattr(args, "env", None):
+        return None, None
+    from rlx.cli import _parse_env_kwargs
+
+    return rlx_envs.make(args.env, **_parse_env_kwargs(getattr(args, "env_kwarg", None) or []))
+
+
 def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Callable[..., OfflineAgent] | None = None) -> OfflineAgent:
     """The agent of ``rlx train mopo|mobile --dataset PATH [--dynamics PATH]``.
 
@@ -395,9 +467,16 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Calla
         pass
     loaded = loader(args.dataset)
     dataset, info = loaded if isinstance(loaded, tuple) else (loaded, None)
+    env, env_params = _cli_env(args)
+    check_dataset(dataset, env, env_params, info=info, path=args.dataset, env_name=args.env)  # before anything is loaded or trained
     dynamics = ens.load_dynamics(args.dynamics) if args.dynamics else None
+    if dynamics is not None:
+        check_dataset(dataset, dynamics=dynamics, info=info, path=args.dataset)
     build = build or (lambda *a, **kw: build_agent(algorithm, *a, **kw))
-    agent = build(dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed))
+    agent = build(
+        dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed),
+        env=env, env_params=env_params, path=args.dataset,
+    )
     if args.save_dynamics:
         ens.save_dynamics(args.save_dynamics, agent.dynamics)
     return agent

@@ -245,10 +245,15 @@ def agent(
     The filter and the dynamics reward's settings come from ``filter_config`` / ``reward_config``
     when given, else from ``config`` (a MOREC config's ``filter_*`` / ``reward_*`` fields), else
     from the variant's defaults. ``kwargs`` go to :func:`rlx.agents.model_based.build_agent`
-    (``info``, ``env_name``, ``progress``).
+    (``info``, ``env_name``, ``progress``; ``env`` / ``env_params`` / ``path`` for the dataset's
+    check, which comes before any training).
     """
     variant = _variant(base)
     config = (config or variant.Config()).validate()  # refused before any training
+    model_based.check_dataset(
+        dataset, kwargs.get("env"), kwargs.get("env_params"), dynamics=dynamics, info=kwargs.get("info"),
+        path=kwargs.get("path"), env_name=kwargs.get("env_name"),
+    )
     fields = config if isinstance(config, MORECFields) else variant.Config()
     filter_config = (filter_config or fields.filter_config()).validate()
     if dynamics_reward is None:

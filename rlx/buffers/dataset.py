@@ -6,7 +6,10 @@ device and minibatches are sampled inside compiled programs (:func:`sample`). ``
 truncation) and not through a terminal. ``next_observations`` is the true successor, also on the
 last step of an episode. Transitions of one episode are consecutive and an episode ends at a
 step with ``terminals | timeouts`` (a stream cut short, e.g. at the end of a collection run,
-ends with a timeout: its successor is known and a target bootstraps from it).
+ends with a timeout: its successor is known and a target bootstraps from it). Every way in
+(:func:`from_arrays`, :func:`load`, :class:`DatasetWriter`, the D4RL and Minari loaders) applies
+one rule to data whose last row is neither terminal nor timeout: that unfinished last episode
+is truncated (``timeouts[-1] = True``), so it counts as an episode everywhere.
 
 On-disk format (``format: rlx.offline-dataset``, version 1), one folder::
 
@@ -54,6 +57,17 @@ KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
 class DatasetError(ValueError):
     """A malformed dataset: the message names the key and the problem."""
+
+
+def end_unfinished_episode(terminals, timeouts) -> np.ndarray:
+    """``timeouts`` with the unfinished last episode (last row neither terminal nor timeout)
+    marked truncated; the input is returned untouched when the last episode is finished (a
+    copy is made otherwise, so read-only memory maps are fine)."""
+    timeouts = np.asarray(timeouts)
+    if timeouts.shape[0] and not (bool(np.asarray(terminals)[-1]) or bool(timeouts[-1])):
+        timeouts = np.array(timeouts, dtype=np.bool_)
+        timeouts[-1] = True
+    return timeouts
 
 
 class Dataset(NamedTuple):
@@ -148,6 +162,8 @@ class DatasetInfo:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DatasetInfo:
         """Known fields as given; unknown ones (from a newer writer) go into ``extra``."""
+        if not isinstance(values, Mapping):
+            raise DatasetError(f"{METADATA_FILE}: info is a {type(values).__name__}; expected an object of fields")
         names = {f.name for f in dataclasses.fields(cls)}
         for required in ("env", "kind", "size"):
             if required not in values:
@@ -259,7 +275,8 @@ def from_arrays(arrays: Mapping[str, Any], source: str = "dataset") -> Dataset:
     canonical dtypes (float32; bool flags). Rewards and flags of shape (N, 1) are flattened.
 
     Raises :class:`DatasetError` naming the key and the problem: a missing key, a non-numeric
-    dtype, rows that differ between keys, NaN/Inf values, flags other than 0/1.
+    dtype, rows that differ between keys, NaN/Inf values, flags other than 0/1. An unfinished
+    last episode is marked truncated (:func:`end_unfinished_episode`).
     """
     if not isinstance(arrays, Mapping):
         arrays = dict(arrays._asdict()) if hasattr(arrays, "_asdict") else arrays
@@ -276,10 +293,9 @@ def from_arrays(arrays: Mapping[str, Any], source: str = "dataset") -> Dataset:
             checked[key] = a[:, 0]
     _check_structure(source, checked)
     _check_values(source, checked)
-    return Dataset(
-        **{k: np.asarray(checked[k], np.float32) for k in FLOAT_KEYS},
-        **{k: np.asarray(checked[k]).astype(np.bool_) for k in FLAG_KEYS},
-    )
+    flags = {k: np.asarray(checked[k]).astype(np.bool_) for k in FLAG_KEYS}
+    flags["timeouts"] = end_unfinished_episode(flags["terminals"], flags["timeouts"])
+    return Dataset(**{k: np.asarray(checked[k], np.float32) for k in FLOAT_KEYS}, **flags)
 
 
 def validate(dataset: Dataset, source: str = "dataset") -> Dataset:
@@ -348,8 +364,9 @@ class DatasetWriter:
 
     The ``.npy`` files are created at full size and filled through memory maps
     (``writer.write(start, chunk)``), so a large dataset is never held in memory twice;
-    ``close(info)`` writes ``metadata.json`` last. A non-empty folder is refused unless
-    ``overwrite`` (then only the dataset's own files are replaced).
+    ``close(info)`` writes ``metadata.json`` last (and marks an unfinished last episode
+    truncated). A non-empty folder is refused unless ``overwrite`` (then only the dataset's own
+    files are replaced).
     """
 
     def __init__(self, path, size: int, obs_shape: Sequence[int], action_shape: Sequence[int], overwrite: bool = False):
@@ -388,6 +405,9 @@ class DatasetWriter:
         return Dataset(**self.arrays)
 
     def close(self, info: DatasetInfo) -> Path:
+        terminals, timeouts = self.arrays["terminals"], self.arrays["timeouts"]
+        if not (terminals[-1] or timeouts[-1]):
+            timeouts[-1] = True
         dataset = self.view()
         for a in self.arrays.values():
             a.flush()
@@ -423,19 +443,74 @@ def read_metadata(path) -> dict[str, Any]:
         raise DatasetError(f"{path}: not a folder; an rlx dataset is a folder with .npy files and {METADATA_FILE}")
     if not meta_file.exists():
         raise DatasetError(f"{path}: no {METADATA_FILE} (not an rlx dataset, or its writing did not finish)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{meta_file}: not valid JSON ({err})") from None
+    meta = read_json(meta_file)
     if meta.get("format") != FORMAT:
         raise DatasetError(f"{meta_file}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+    version = meta.get("format_version", -1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DatasetError(f"{meta_file}: format_version is {version!r}; expected a whole number (this rlx reads {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
         raise DatasetError(
-            f"{meta_file}: format_version {meta.get('format_version')} is newer than this rlx reads ({FORMAT_VERSION})"
+            f"{meta_file}: format_version {version} is newer than this rlx reads ({FORMAT_VERSION})"
         )
-    if "info" not in meta:
-        raise DatasetError(f"{meta_file}: no 'info' record")
+    if not isinstance(meta.get("info"), Mapping):
+        raise DatasetError(f"{meta_file}: no 'info' record" + ("" if "info" not in meta else f" (found {type(meta['info']).__name__})"))
     return meta
+
+
+def read_json(file) -> dict[str, Any]:
+    """A metadata file's JSON object; anything else (not UTF-8, not JSON, not an object) is a
+    :class:`DatasetError` naming the file."""
+    file = Path(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{file}: not a JSON text file (not UTF-8: {err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise DatasetError(f"{file}: cannot be read ({err.strerror or err})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise DatasetError(f"{file}: holds a JSON {type(value).__name__}; expected an object of metadata fields")
+    return value
+
+
+def _load_npy(file: Path, key: str, mmap: bool) -> np.ndarray:
+    """One key's ``.npy`` file; a truncated or damaged file is a :class:`DatasetError` naming
+    the key and the file (and, when the header is readable, how many bytes are missing)."""
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        truncated = _npy_truncation(file)
+        if truncated:
+            raise DatasetError(
+                f"{file}: key {key!r} is truncated: {truncated} (its writing did not finish, or a copy was "
+                "cut short: write or copy the dataset again)"
+            ) from None
+        raise DatasetError(
+            f"{file}: key {key!r} is not a readable .npy array (empty, cut inside its header, or damaged: {err})"
+        ) from None
+
+
+def _npy_truncation(file: Path) -> str | None:
+    """What the header of a ``.npy`` file promises against what the file holds, if readable."""
+    fmt = np.lib.format
+    try:
+        with open(file, "rb") as handle:
+            version = fmt.read_magic(handle)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            offset = handle.tell()
+        size = file.stat().st_size
+    except Exception:  # noqa: BLE001 - no readable header: the caller says so
+        return None
+    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = size - offset
+    if have >= want:
+        return None
+    return f"its header promises shape {tuple(shape)} {dtype} ({want:,} bytes of data), the file holds {have:,}"
 
 
 def load(path, *, device: bool = True, mmap: bool = False) -> tuple[Dataset, DatasetInfo]:
@@ -443,7 +518,8 @@ def load(path, *, device: bool = True, mmap: bool = False) -> tuple[Dataset, Dat
 
     With ``device=True`` (default) the arrays are placed on the default device, ready for
     :func:`sample` inside a compiled loop; ``device=False`` keeps host arrays (memory-mapped
-    with ``mmap=True``).
+    with ``mmap=True``). An unfinished last episode is marked truncated
+    (:func:`end_unfinished_episode`), as every loader does.
     """
     path = Path(path)
     meta = read_metadata(path)
@@ -452,9 +528,10 @@ def load(path, *, device: bool = True, mmap: bool = False) -> tuple[Dataset, Dat
         file = path / f"{key}.npy"
         if not file.exists():
             raise DatasetError(f"{path}: missing key {key!r} (no {file.name})")
-        arrays[key] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        arrays[key] = _load_npy(file, key, mmap)
     dataset = validate(Dataset(**arrays), source=str(path))
-    if dataset.size != int(meta.get("size", dataset.size)):
-        raise DatasetError(f"{path}: {METADATA_FILE} says size {meta['size']} but the arrays hold {dataset.size} rows")
+    dataset = dataset._replace(timeouts=end_unfinished_episode(dataset.terminals, dataset.timeouts))
+    if meta.get("size", dataset.size) != dataset.size:
+        raise DatasetError(f"{path}: {METADATA_FILE} says size {meta['size']!r} but the arrays hold {dataset.size} rows")
     info = DatasetInfo.from_dict(meta["info"])
     return (to_device(dataset) if device else dataset), info
