@@ -14,8 +14,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -480,7 +483,29 @@ def _start_distributed(argv: list[str]) -> None:
     )
 
 
+def quit_on_ctrl_c() -> None:
+    """Make Ctrl-C end an ``rlx`` command at once, with exit status 130.
+
+    Python's default, a KeyboardInterrupt, is lost while XLA compiles (the compile runs on to
+    its end and training starts anyway), and raised inside one of JAX's callbacks it could crash
+    the interpreter on its way out. Nothing is half-written when this handler runs: the training
+    loop hands Ctrl-C to :class:`rlx.run.checkpoint.InterruptRequest`, which saves a checkpoint
+    first (and falls back to this handler on a second Ctrl-C, as a kill would: a checkpoint save
+    that is cut short leaves the previous checkpoint as the latest); metrics files are appended
+    and closed row block by row block."""
+
+    def quit_now(signum, frame):
+        print("\nrlx: interrupted", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, quit_now)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command line itself (tests call main with a list and keep Python's default)
+        quit_on_ctrl_c()
     argv = sys.argv[1:] if argv is None else argv
     _start_distributed(argv)
     parser = build_parser()

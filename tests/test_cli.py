@@ -102,3 +102,31 @@ def test_envs_command_lists_names(capsys):
     assert main(["envs"]) == 0
     names = capsys.readouterr().out.split()
     assert "gymnax/Pendulum-v1" in names
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_while_compiling_exits_130_at_once(tmp_path):
+    """A KeyboardInterrupt is lost while XLA compiles; the command line quits at once instead."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    flags = [f for f in TINY_FLAGS if f != "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlx", "train", "sac", *flags, "--total-steps", "20000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen = b""
+    while b"(compiling)" not in seen:  # the progress bar says when the compile starts
+        chunk = os.read(proc.stderr.fileno(), 256)
+        assert chunk, f"exited before compiling: {seen.decode(errors='replace')}"
+        seen += chunk
+    os.kill(proc.pid, signal.SIGINT)
+    start = time.monotonic()
+    _, rest = proc.communicate(timeout=120)
+    err = (seen + rest).decode(errors="replace")
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.rstrip().endswith("rlx: interrupted") and "Traceback" not in err, err
+    assert time.monotonic() - start < 30
+    assert not (out / "summary.json").exists()
