@@ -332,9 +332,9 @@ def _agent_from_inputs(agent, args, config, out: Path):
     ``--out`` is refused before anything is trained."""
     if getattr(args, "dry_run", False) or not getattr(args, "dataset", None):
         return agent.from_cli(args, config), {}  # refuses without --dataset, naming the flag
-    from rlx.run.logging import prepare_out_dir
+    from rlx.run.logging import prepare_run_dir
 
-    prepare_out_dir(out, args.overwrite)
+    prepare_run_dir(out, args.overwrite)
     trained = [name for name in ("dynamics", "dynamics_reward") if hasattr(args, "save_" + name)]
     for name in trained:  # what is trained here is kept in the run folder unless saved elsewhere
         if not getattr(args, name) and not getattr(args, "save_" + name):
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     from rlx.core.config import ConfigError
     from rlx.envs import UnknownEnvironmentError
     from rlx.run.checkpoint import TrainingInterrupted
-    from rlx.run.logging import OutputDirError
+    from rlx.run.logging import OutputDirError, RunFileError
 
     try:
         for module in getattr(args, "env_module", None) or []:  # a user's own environments
@@ -555,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as err:  # a non-finite metric: rlx.run.nan_guard.NonFiniteMetricError
         print(f"rlx: error: {err}", file=sys.stderr)
         return 3
+    except RunFileError as err:  # a full disk or a read-only --out (rlx.run.checkpoint.CheckpointSaveError)
+        print(f"rlx: error: {err}", file=sys.stderr)
+        return 74  # EX_IOERR of sysexits.h
     except TrainingInterrupted as stop:
         print(f"rlx: {stop}", file=sys.stderr)
         return 130

@@ -13,10 +13,17 @@ number of evaluation blocks done when it was written::
     checkpoints/<e>/metrics/   JSON: every metric of evaluations 0..e-1, per seed, exact values
 
 orbax writes a step into ``<e>.orbax-checkpoint-tmp-<time>/`` and renames it to ``<e>/`` only
-when everything is on disk, so a save that is killed leaves nothing that lists or loads as a
-checkpoint. Before restoring, the saved agent, env, seeds and config are compared with the run
-asking for them, and the saved array shapes with the shapes that run's ``init`` produces; any
-difference is refused with a :class:`CheckpointError` that lists it. Reading never writes.
+when everything is on disk, so a save that is killed, or fails on a full disk or a read-only
+folder (:class:`CheckpointSaveError`), leaves nothing that lists or loads as a checkpoint, and
+the previous checkpoints as they were. Before restoring, the saved agent, env, seeds and config
+are compared with the run asking for them, and the saved array shapes with the shapes that run's
+``init`` produces; any difference is refused with a :class:`CheckpointError` that lists it.
+Reading never writes.
+
+The meta item also holds a CRC-32 of every array (keyed by its path in the tree) and of the
+metrics payload, written in the same atomic step; a restore recomputes them and refuses a
+checkpoint whose bytes changed on disk as damaged, pointing to the previous checkpoint.
+Checkpoints written before checksums were saved have none in their meta and load unchecked.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import signal
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,6 +47,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rlx.buffers import ReplayBuffer
+from rlx.run.logging import RunFileError, os_error_text
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1
@@ -56,6 +66,65 @@ def _handlers() -> dict:
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, damaged, or written by a different run."""
+
+
+class CheckpointSaveError(RunFileError):
+    """Writing a run's files during training (a checkpoint, the metrics files) failed: a full
+    disk, a read-only folder. The message names what and where, the operating system's reason,
+    the last good checkpoint (a failed save leaves the earlier ones intact) and the command
+    that continues from it. ``errno`` is the operating system's error number when known."""
+
+    def __init__(self, path, cause: BaseException, last_good: Path | None, resume_command: str | None = None,
+                 *, kind: str = ""):
+        if isinstance(cause, RunFileError):  # it knows the file
+            path, cause = cause.path, cause.cause
+        self.last_good, self.resume_command = last_good, resume_command
+        code, reason = os_error_text(cause)
+        what = f"{kind} {path}" if kind else str(path)
+        then = "after freeing disk space (or making the folder writable)"
+        if last_good is not None:
+            text = f"could not write {what}: {reason}; the last good checkpoint is {last_good}"
+            if resume_command:
+                text += f"; {then}, continue from it with: {resume_command}"
+        else:
+            text = f"could not write {what}: {reason}; no checkpoint was saved before it"
+            if resume_command:
+                text += f"; {then}, train the run again with: {resume_command}"
+        OSError.__init__(self, text)
+        self.path, self.cause, self.reason, self.errno = Path(path), cause, reason, code
+
+
+# tensorstore (orbax's writer) reports a failed write as a ValueError with the OS error number
+_TENSORSTORE_OS_ERROR = re.compile(r"\[os_error_code='\d+'\]")
+_TENSORSTORE_WRITE_FAILURES = ("RESOURCE_EXHAUSTED:", "PERMISSION_DENIED:")
+
+
+def _io_failure(err: BaseException) -> bool:
+    """Whether ``err`` (from orbax, tensorstore or Python) means the disk refused a write."""
+    if isinstance(err, CheckpointSaveError):
+        return False
+    if isinstance(err, OSError):
+        return True
+    text = str(err)
+    return bool(_TENSORSTORE_OS_ERROR.search(text)) or text.startswith(_TENSORSTORE_WRITE_FAILURES)
+
+
+@contextlib.contextmanager
+def writing(path, last_good: Path | None, resume_command: str | None, *, kind: str = ""):
+    """Turn a failed write inside the block (a full disk, a read-only folder) into a
+    :class:`CheckpointSaveError` that names the file (``path`` unless the error knows it better),
+    the reason, the last good checkpoint and how to continue; other errors pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if not _io_failure(err):
+            raise
+        raise CheckpointSaveError(path, err, last_good, resume_command, kind=kind) from err
+
+
+class ChecksumMismatch(ValueError):
+    """Bytes of a checkpoint differ from the checksums saved with it (the checkpoint is then
+    refused as damaged, a :class:`CheckpointError`)."""
 
 
 class Restored(NamedTuple):
@@ -179,6 +248,44 @@ def _metrics_from_json(payload: Mapping) -> dict[str, np.ndarray]:
     return {name: np.asarray(v["values"], dtype=v["dtype"]) for name, v in payload.items()}
 
 
+REQUIRED_METRICS = ("step", "eval/return_mean", "eval/return_std")
+CHECKSUM = "crc32"  # zlib.crc32 of each array's C-order bytes, and of the canonical metrics JSON
+
+
+def _crc(leaf) -> int:
+    array = np.ascontiguousarray(np.asarray(leaf))
+    return zlib.crc32(array.reshape(-1).view(np.uint8))
+
+
+def array_checksums(tree) -> dict[str, int]:
+    """The checksum of every array of ``tree`` (on the host or the device), by its path."""
+    return {_path_text(path): _crc(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def payload_checksum(payload) -> int:
+    """The checksum of a JSON payload, as it reads back (key order does not matter)."""
+    return zlib.crc32(json.dumps(payload, sort_keys=True).encode())
+
+
+def checksum_problems(saved: Mapping, arrays: Mapping[str, Any], metrics_payload, limit: int = 4) -> list[str]:
+    """What differs between ``saved`` (a checkpoint's ``meta["checksums"]``) and the restored
+    ``arrays`` (item name -> tree, e.g. ``{"state": ...}``) and metrics payload; empty: all agree."""
+    problems = []
+    for item, tree in arrays.items():
+        want = saved.get(item)
+        if not isinstance(want, Mapping):
+            problems.append(f"no checksums of its {item}")
+            continue
+        have = array_checksums(jax.device_get(tree))
+        problems += [f"{item} {path}" for path in have if want.get(path) != have[path]]
+        problems += [f"{item} {path} (missing)" for path in want if path not in have]
+    if "metrics" in saved and saved["metrics"] != payload_checksum(metrics_payload):
+        problems.append("metrics")
+    if len(problems) > limit:
+        problems = problems[:limit] + [f"{len(problems) - limit} more"]
+    return problems
+
+
 def _placed(template):
     """Abstract arrays with a sharding, which orbax needs to restore onto devices."""
     default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -197,15 +304,16 @@ def _short(err: Exception, limit: int = 300) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_orbax():
-    """orbax warns through absl about expected situations (a read-only manager); keep the CLI clean."""
+def _quiet_orbax(level: int = logging.ERROR):
+    """orbax warns through absl about expected situations (a read-only manager); keep the CLI clean.
+    A save raises what it logs as an error, so it goes quieter still (``logging.CRITICAL``)."""
     logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    before = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,18 +360,33 @@ class RunCheckpoints:
 
     # ---- saving ------------------------------------------------------------------------------
     def save(self, evaluation: int, state, metrics: Mapping[str, np.ndarray], meta: Mapping) -> Path:
-        """Write checkpoint ``evaluation`` (blocking); the oldest beyond ``keep`` are removed."""
+        """Write checkpoint ``evaluation`` (blocking); the oldest beyond ``keep`` are removed.
+
+        A write the disk refuses raises :class:`CheckpointSaveError` and leaves the earlier
+        checkpoints as they were."""
         without, buffers = split_buffers(state)
         with_buffers = self.save_buffer and bool(buffers)
-        meta = plain({**meta, "format_version": FORMAT_VERSION, "evaluation": int(evaluation), "has_buffers": with_buffers})
+        payload = _metrics_to_json(metrics)
+        checksums = {"algorithm": CHECKSUM, "state": array_checksums(without), "metrics": payload_checksum(plain(payload))}
+        if with_buffers:
+            checksums["buffers"] = array_checksums(buffers)
+        meta = plain({
+            **meta, "format_version": FORMAT_VERSION, "evaluation": int(evaluation), "has_buffers": with_buffers,
+            "checksums": checksums,
+        })
         items = {
             "state": ocp.args.StandardSave(without),
             "meta": ocp.args.JsonSave(meta),
-            "metrics": ocp.args.JsonSave(_metrics_to_json(metrics)),
+            "metrics": ocp.args.JsonSave(payload),
         }
         if with_buffers:
             items["buffers"] = ocp.args.StandardSave(buffers)
-        with _quiet_orbax():
+        last_good = [e for e in self.evaluations() if e != int(evaluation)]
+        agent = meta.get("agent")
+        with writing(
+            self.path(evaluation), self.path(last_good[-1]) if last_good else None,
+            f"rlx train {agent} --resume {self.run_dir}" if isinstance(agent, str) else None, kind="checkpoint",
+        ), _quiet_orbax(logging.CRITICAL):
             saved = self._manager.save(int(evaluation), args=ocp.args.Composite(**items), force=True)
         if not saved:
             raise CheckpointError(f"orbax did not write checkpoint {self.path(evaluation)}")
@@ -295,7 +418,12 @@ class RunCheckpoints:
     def read_meta(self, evaluation: int) -> dict:
         try:
             with _quiet_orbax():
-                return dict(self._manager.restore(evaluation, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+                meta = self._manager.restore(evaluation, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+            if not isinstance(meta, Mapping):
+                raise TypeError(f"its meta is a {type(meta).__name__}, not a JSON object")
+            if not isinstance(meta.get("wall_time", []), list) or not isinstance(meta.get("num_evals", 0), int):
+                raise TypeError("its meta's wall_time or num_evals is of the wrong type")
+            return dict(meta)
         except Exception as err:  # orbax raises many kinds; all mean the same to the user
             raise self._damaged(evaluation, err) from err
 
@@ -305,6 +433,9 @@ class RunCheckpoints:
         ``template``: the full runner state or its abstract shapes (``jax.eval_shape`` of init).
         ``identity``: :func:`run_identity` of the run asking; any difference is refused.
         ``buffers=False`` skips the replay buffers (evaluation), leaving None in their place.
+        Every array restored and the metrics are checked against the checksums in the
+        checkpoint's meta; a checkpoint written before checksums were saved has none and
+        restores unchecked.
         """
         evaluation = self.latest() if evaluation is None else evaluation
         if evaluation is None:
@@ -346,9 +477,25 @@ class RunCheckpoints:
         try:
             with _quiet_orbax():
                 out = self._manager.restore(evaluation, args=ocp.args.Composite(**args))
-            metrics = _metrics_from_json(out.metrics)
         except Exception as err:
             raise self._damaged(evaluation, err) from err
+        checksums = meta.get("checksums")  # none in checkpoints written before they were saved
+        if checksums is not None:
+            if not isinstance(checksums, Mapping) or checksums.get("algorithm") != CHECKSUM:
+                raise self._damaged(evaluation, ChecksumMismatch(f"its meta holds no readable {CHECKSUM} checksums"))
+            arrays = {"state": out.state, **({"buffers": list(out.buffers)} if buffers else {})}
+            problems = checksum_problems(checksums, arrays, out.metrics)
+            if problems:
+                raise self._damaged(evaluation, ChecksumMismatch(
+                    f"its bytes differ from the checksums saved with it: {', '.join(problems)}"
+                ))
+        try:
+            metrics = _metrics_from_json(out.metrics)
+        except Exception as err:
+            raise self._damaged(evaluation, ValueError("its metrics item holds no metrics record")) from err
+        missing = [name for name in REQUIRED_METRICS if name not in metrics]
+        if missing:
+            raise self._damaged(evaluation, ValueError(f"its metrics lack {', '.join(missing)}"))
         bad = [k for k, v in metrics.items() if v.shape != (identity["num_seeds"], evaluation)]
         if bad:
             raise self._damaged(evaluation, ValueError(f"metrics {bad} do not have shape (num_seeds, {evaluation})"))
@@ -380,6 +527,12 @@ class RunSpec:
 def _read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
+        if (run_dir / "sweep.json").is_file():
+            raise CheckpointError(
+                f"{run_dir} is a sweep folder, not a run folder: a sweep keeps the metrics of its points "
+                f"({run_dir / 'points'}/*), no checkpoints, so it cannot be resumed or evaluated; "
+                f"run the sweep again to change it"
+            )
         raise CheckpointError(f"{run_dir} is not a run folder: it has no config.json")
     try:
         info = json.loads(path.read_text())
@@ -388,6 +541,41 @@ def _read_config(run_dir: Path) -> dict:
     if not isinstance(info, dict):
         raise CheckpointError(f"{path} is not a run description")
     return info
+
+
+def sweep_point(run_dir, info: Mapping) -> tuple[int | None, Path | None, str | None] | None:
+    """(point index, sweep folder, sweep command) when ``run_dir`` is a point of a sweep
+    (``<sweep>/points/<i>-.../``, :mod:`rlx.run.sweep`; its config.json has ``sweep_point``),
+    else None. The folder and command are None for a point moved out of its sweep."""
+    run_dir = Path(run_dir)
+    sweep_dir = run_dir.parent.parent
+    marker = info.get("sweep_point")
+    in_sweep = run_dir.parent.name == "points" and (sweep_dir / "sweep.json").is_file()
+    if marker is None and not in_sweep:
+        return None
+    index = marker.get("point") if isinstance(marker, Mapping) else None
+    command = None
+    if in_sweep:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            command = json.loads((sweep_dir / "sweep.json").read_text()).get("command")
+    return index, sweep_dir if in_sweep else None, command if isinstance(command, str) else None
+
+
+def refuse_sweep_point(run_dir, info: Mapping) -> None:
+    """A sweep point has no checkpoints: resuming it would train it again and overwrite its
+    metrics, which the sweep's summary was made from. Refused before anything is written."""
+    point = sweep_point(run_dir, info)
+    if point is None:
+        return
+    index, sweep_dir, command = point
+    which = f"point {index}" if index is not None else "a point"
+    where = f"the sweep in {sweep_dir}" if sweep_dir is not None else "a sweep"
+    again = f" ({command})" if command else ""
+    raise CheckpointError(
+        f"{run_dir} is {which} of {where}: a sweep point has no checkpoints and cannot be "
+        f"resumed (that would train it again and overwrite the metrics its summary was made from); "
+        f"run the sweep again instead{again}"
+    )
 
 
 def load_run_spec(run_dir) -> RunSpec:
@@ -408,13 +596,19 @@ def load_run_spec(run_dir) -> RunSpec:
                 f"pass the module that registers {info.get('env')!r} with --env-module"
             ) from err
     try:
+        for key, kind in (("agent", str), ("env", str), ("config", dict), ("env_kwargs", (dict, type(None))),
+                          ("runs_layout", (dict, type(None))), ("agent_inputs", (dict, type(None)))):
+            if not isinstance(info.get(key), kind):
+                raise TypeError(f"{key} is {info[key]!r}" if key in info else f"it has no {key}")
         agent = get_agent(info["agent"])
         config = agent.Config.from_dict(info["config"])
         spec = RunSpec(
             run_dir, agent, config, info["env"], dict(info.get("env_kwargs") or {}),
             int(info.get("seed", 0)), int(info.get("num_seeds", 1)), info,
         )
-    except (KeyError, TypeError) as err:
+        if spec.num_seeds < 1:
+            raise ValueError(f"num_seeds is {spec.num_seeds}")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a ConfigError is a ValueError
         raise CheckpointError(f"{path} cannot be read as a run description ({type(err).__name__}: {err})") from err
     return spec
 
@@ -457,10 +651,12 @@ def open_for_resume(run_dir, identity: Mapping, template: Callable[[], Any]) -> 
     Returns None when the run has no checkpoint yet (it then starts again from the beginning,
     which gives the same run). ``template`` builds the abstract runner state when needed. The
     checkpoint of a complete run saved without its replay buffer restores with None for it.
-    Refusals (a different run, a damaged or incompatible checkpoint) change nothing on disk.
+    Refusals (a different run, a damaged or incompatible checkpoint, a sweep point) change
+    nothing on disk.
     """
     run_dir = Path(run_dir)
     info = _read_config(run_dir)
+    refuse_sweep_point(run_dir, info)
     saved = {key: info.get(key) for key in IDENTITY_KEYS} | {"config": info.get("config", {})}
     saved["env_kwargs"] = saved["env_kwargs"] or {}
     problems = identity_mismatches(saved, identity, saved_name="config.json")
@@ -629,10 +825,13 @@ def load_trained_run(run_dir, evaluation: int | None = None) -> TrainedRun:
     train = make_train(spec.agent, spec.config, env, env_params)
     with RunCheckpoints(spec.run_dir, write=False) as checkpoints:
         if checkpoints.latest() is None:
-            raise CheckpointError(
-                f"{spec.run_dir} has no checkpoint to evaluate (it stopped before its first "
-                f"checkpoint, or was trained with checkpoint_every=0)"
+            point = sweep_point(spec.run_dir, spec.info)
+            why = (
+                f"it is a sweep point{f' of {point[1]}' if point[1] else ''}: sweeps keep metrics, not checkpoints"
+                if point is not None
+                else "it stopped before its first checkpoint, or was trained with checkpoint_every=0"
             )
+            raise CheckpointError(f"{spec.run_dir} has no checkpoint to evaluate ({why})")
         template = abstract_runner_state(train, spec.num_seeds, seed_keys(spec.seed, spec.num_seeds))
         restored = checkpoints.restore(template, spec.identity, evaluation=evaluation, buffers=False)
     _, buffer_templates = split_buffers(template)

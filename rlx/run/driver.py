@@ -167,7 +167,7 @@ def run(
         restored = ckpt.open_for_resume(out_dir, identity, lambda: ckpt.abstract_runner_state(train, num_seeds, keys))
         out = Path(out_dir)
     else:
-        out = runlog.prepare_out_dir(out_dir, overwrite) if writes else None
+        out = runlog.prepare_run_dir(out_dir, overwrite) if writes else None
     if out is not None and not resume:
         runlog.write_json(
             out / "config.json",
@@ -189,11 +189,13 @@ def run(
     start = 0 if restored is None else restored.evaluation
     complete = start >= schedule.num_evals
     wall_times: list[float] = [] if restored is None else [float(w) for w in restored.meta["wall_time"]]
+    resume_command = f"rlx train {agent_name} --resume {out}"
     if out is not None and not complete:
         # The files start over with the rows the checkpoint holds; rows written after it are
         # dropped and written again by this run.
         start_rows = runlog.eval_records(restored.metrics, 0, start, wall_times) if start else None
-        writer = runlog.MetricsWriter(out, start_rows)
+        with ckpt.writing(out / "metrics.jsonl", restored and restored.path, resume_command):
+            writer = runlog.MetricsWriter(out, start_rows)
     checkpoints = None
     if out is not None and checkpoint_every != 0 and jax.process_count() == 1 and not complete:
         checkpoints = ckpt.RunCheckpoints(out, keep=keep_checkpoints, save_buffer=save_buffer)
@@ -252,7 +254,11 @@ def run(
             "compile_seconds": earlier.get("compile_seconds", 0.0) + compile_seconds,
             "run_seconds": earlier.get("run_seconds", 0.0) + time.perf_counter() - t_run,
         }
-        return checkpoints.save(done, layout.fetch(runner_state), merged, meta)
+        try:
+            return checkpoints.save(done, layout.fetch(runner_state), merged, meta)
+        except ckpt.CheckpointSaveError:  # a full disk: the earlier checkpoints are as they were
+            checkpoints.close()
+            raise
 
     non_finite = None
     with ckpt.InterruptRequest(enabled=checkpoints is not None) as stop:
@@ -268,7 +274,8 @@ def run(
             merged = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in metrics}
             rows = runlog.eval_records(merged, done, done + n, wall_times[done:])
             if out is not None:
-                writer.write(rows)
+                with ckpt.writing(out / "metrics.jsonl", checkpoint_path, resume_command):
+                    writer.write(rows)
             for sink in sinks if jax.process_index() == 0 else ():
                 sink.write(rows)
             only = None if debug_nans else nan_guard.is_reward_metric
@@ -305,11 +312,12 @@ def run(
         start_evaluation=start, checkpoint=checkpoint_path,
     )
     if out is not None and not (complete and (out / "summary.json").exists()):
-        plot_learning_curve(
-            result.steps, all_metrics["eval/return_mean"], out / "learning_curve.png",
-            title=f"{getattr(agent, 'NAME', '')} on {env_name}".strip(),
-        )
-        runlog.write_json(out / "summary.json", summarize(result))
+        with ckpt.writing(out / "learning_curve.png", checkpoint_path, resume_command):
+            plot_learning_curve(
+                result.steps, all_metrics["eval/return_mean"], out / "learning_curve.png",
+                title=f"{getattr(agent, 'NAME', '')} on {env_name}".strip(),
+            )
+            runlog.write_json(out / "summary.json", summarize(result))
     return result
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import math
 import os
 import platform
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,39 @@ class OutputDirError(FileExistsError):
     """The output folder exists and is not empty (runs are never overwritten silently)."""
 
 
+class RunFileError(OSError):
+    """A file of a run folder could not be written: a full disk, a read-only folder. The message
+    names the file and the operating system's reason; ``errno`` is kept."""
+
+    def __init__(self, path, cause: BaseException):
+        self.path, self.cause = Path(path), cause
+        code, self.reason = os_error_text(cause)
+        super().__init__(f"could not write {path}: {self.reason}")
+        self.errno = code
+
+
+def os_error_text(err: BaseException) -> tuple[int | None, str]:
+    """(errno, "No space left on device [ENOSPC]") of a failed write; the errno is also read
+    from the ``[os_error_code='28']`` that tensorstore (orbax's writer) puts in its messages."""
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and (found := re.search(r"\[os_error_code='(\d+)'\]", str(err))):
+        code = int(found.group(1))
+    if code is not None:
+        return code, f"{os.strerror(code)} [{errno.errorcode.get(code, code)}]"
+    text = (str(err).splitlines() or [""])[0].split(" [tensorstore_spec=")[0]
+    return None, f"{type(err).__name__}: {text[:300]}"
+
+
+@contextlib.contextmanager
+def _writing(path):
+    try:
+        yield
+    except RunFileError:
+        raise
+    except OSError as err:
+        raise RunFileError(path, err) from err
+
+
 def prepare_out_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Create ``path``; refuse a non-empty existing folder unless ``overwrite``.
 
@@ -26,12 +63,51 @@ def prepare_out_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"--out {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    try:
+        occupied = path.is_dir() and any(path.iterdir())
+    except OSError as err:
+        raise OutputDirError(f"cannot read output folder {path}: {err.strerror or err}") from err
+    if occupied and not overwrite:
         raise OutputDirError(
             f"output folder {path} exists and is not empty; choose another --out, "
             "or pass --overwrite to replace the run files in it"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputDirError(f"cannot create output folder {path}: {err.strerror or err}") from err
+    return path
+
+
+# What `rlx train` and `rlx sweep` write into their folder (write_json's temporary files too).
+RUN_FILES = (
+    "config.json", "metrics.jsonl", "metrics.csv", "summary.json", "learning_curve.png",  # a run
+    "sweep.json", "summary.md", "summary.csv", "curves.png",  # a sweep
+)
+RUN_FOLDERS = ("checkpoints", "tensorboard", "points")
+
+
+def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """:func:`prepare_out_dir` for a run or a sweep. With ``overwrite`` the files and folders
+    an earlier run or sweep wrote there (:data:`RUN_FILES`, :data:`RUN_FOLDERS`: its
+    checkpoints, metrics, summaries, plots, TensorBoard logs, sweep points) are removed first, so
+    nothing of the old run can be taken for the new one's (an old checkpoint resumed or
+    evaluated); any other file stays. Saved dynamics models (``dynamics/``) stay too: a new run
+    may load them with ``--dynamics``, and one that trains its own replaces them."""
+    path = prepare_out_dir(path, overwrite)
+    if not overwrite:
+        return path
+    try:
+        for name in RUN_FOLDERS:
+            if (path / name).is_dir() and not (path / name).is_symlink():
+                shutil.rmtree(path / name)
+        for name in (*RUN_FILES, *(f"{name}.tmp" for name in RUN_FILES), *RUN_FOLDERS):
+            if (path / name).is_file() or (path / name).is_symlink():
+                (path / name).unlink()
+    except OSError as err:
+        raise OutputDirError(
+            f"--overwrite: cannot remove the earlier run's files from {path}: {err.strerror or err} ({err.filename})"
+        ) from err
     return path
 
 
@@ -93,9 +169,13 @@ def benchmark_header(name: str, quick: bool, argv: list[str] | None, settings: d
 
 
 def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` through a temporary file (a reader never sees half of it);
+    a failed write raises :class:`RunFileError`."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    tmp.replace(path)
+    text = json.dumps(payload, indent=2, default=_jsonable) + "\n"
+    with _writing(path):
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 def _jsonable(x):
@@ -148,6 +228,7 @@ class MetricsWriter:
     """Appends evaluation records to ``metrics.jsonl`` and ``metrics.csv`` as they arrive.
 
     Both files start over with ``records`` (a resumed run: the rows up to its checkpoint).
+    A failed write raises :class:`RunFileError`.
     """
 
     def __init__(self, out_dir: Path, records: list[dict] | None = None):
@@ -155,16 +236,17 @@ class MetricsWriter:
         self.csv_path = out_dir / "metrics.csv"
         self._columns: list[str] | None = None
         for p in (self.jsonl_path, self.csv_path):
-            p.write_text("")
+            with _writing(p):
+                p.write_text("")
         self.write(records or [])
 
     def write(self, records: list[dict]) -> None:
         if not records:
             return
-        with self.jsonl_path.open("a") as f:
+        with _writing(self.jsonl_path), self.jsonl_path.open("a") as f:
             for rec in records:
                 f.write(json.dumps(rec) + "\n")
-        with self.csv_path.open("a", newline="") as f:
+        with _writing(self.csv_path), self.csv_path.open("a", newline="") as f:
             if self._columns is None:
                 self._columns = list(records[0])
                 csv.writer(f).writerow(self._columns)
