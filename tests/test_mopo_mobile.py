@@ -3,6 +3,9 @@ learning: MOPO beats behaviour cloning on a medium Pendulum dataset."""
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,9 +13,10 @@ import optax
 import pytest
 
 import rlx.envs
-from rlx.agents import get_agent, mobile, model_based, mopo
+from rlx.agents import get_agent, mobile, model_based, mopo, sac
 from rlx.core.config import ConfigError
 from rlx.core.networks import MLP
+from rlx.core.types import Transition
 from rlx.models import ensemble as ens
 from rlx.models.ensemble import Prediction
 from rlx.run import make_train
@@ -57,6 +61,53 @@ def test_mobile_penalty_is_the_unbiased_std_over_elites():
     u = mobile.penalty_from_elite_values(jnp.array([[1.0], [2.0], [3.0]]))
     assert float(u[0]) == pytest.approx(1.0)  # population std would be 0.8165
     assert float(jnp.std(jnp.array([1.0, 2.0, 3.0]))) == pytest.approx(0.8165, abs=1e-4)
+
+
+def test_mobile_temperature_starts_at_one_and_only_the_alpha_in_use_is_clamped():
+    """The official code: log_alpha = 0 at the start (alpha = 1), the loss -log_alpha sg(log pi -
+    |A|), and the losses use min(exp(log_alpha), 1) while log_alpha itself is not clamped."""
+    obs_dim, act_dim, rows = 3, 2, 16
+    config = mobile.MOBILEConfig(
+        batch_size=rows, real_ratio=0.25, hidden_sizes=(8,), ensemble_size=3, num_elites=2,
+        model_hidden_sizes=(8,), num_next_samples=2, deterministic_backup=False,  # alpha in the target too
+    )
+    assert (config.init_alpha, config.max_alpha, config.learn_alpha) == (1.0, 1.0, True)
+    dynamics = ens.Dynamics(
+        params=ens.init_params(jax.random.PRNGKey(0), config.dynamics_config(), obs_dim + act_dim, obs_dim + 1, False),
+        input_mean=jnp.zeros(obs_dim + act_dim), input_std=jnp.ones(obs_dim + act_dim),
+        elites=jnp.arange(2, dtype=jnp.int32), holdout_mse=jnp.zeros(3), termination="never",
+    )
+    k_obs, k_act, k_rew, k_learner, k_learn = jax.random.split(jax.random.PRNGKey(1), 5)
+    obs = jax.random.normal(k_obs, (rows, obs_dim))
+    batch = Transition(
+        obs=obs, action=jax.random.uniform(k_act, (rows, act_dim), minval=-1.0, maxval=1.0),
+        reward=jax.random.normal(k_rew, (rows,)), next_obs=obs + 0.1, terminated=jnp.zeros(rows), truncated=jnp.zeros(rows),
+    )
+    n_real = config.model_batch_size_real
+    real, model = (jax.tree.map(lambda x: x[:n_real], batch), jax.tree.map(lambda x: x[n_real:], batch))
+    learner = jax.jit(lambda k: sac.init_learner(config.sac_config(), obs, act_dim, k))(k_learner)
+    assert float(learner.log_alpha) == 0.0  # alpha = exp(0) = 1
+
+    step = jax.jit(lambda lrn: mobile.learn(config, SimpleNamespace(dynamics=dynamics), act_dim, lrn, real, model, k_learn, 0))
+    from_zero, metrics = step(learner)
+    assert float(metrics["alpha"]) == 1.0  # the alpha the first step's losses use
+    # First Adam step of the temperature: -lr * g / (|g| + eps) with g = -mean(log pi - |A|) =
+    # entropy + |A|: alpha falls while the entropy is above the target -|A|.
+    delta = float(from_zero.log_alpha)
+    assert abs(delta) == pytest.approx(config.alpha_lr, rel=1e-4)
+    assert math.copysign(1.0, delta) == -math.copysign(1.0, float(metrics["entropy"]) + act_dim)
+
+    # From log_alpha = log 4 the losses still use alpha = min(4, 1) = 1: actor and critics take
+    # exactly the step they take from log_alpha = 0, and log_alpha keeps its own step from log 4.
+    from_four, metrics_four = step(learner.replace(log_alpha=jnp.log(jnp.float32(4.0))))
+    assert float(metrics_four["alpha"]) == 1.0
+    for field in ("actor_params", "critic_params", "target_critic_params"):
+        jax.tree.map(np.testing.assert_array_equal, getattr(from_four, field), getattr(from_zero, field))
+    assert float(from_four.log_alpha) == pytest.approx(math.log(4.0) + delta, abs=1e-6)
+
+    # Below the bound the alpha in use is exp(log_alpha) itself.
+    _, metrics_half = step(learner.replace(log_alpha=jnp.log(jnp.float32(0.5))))
+    assert float(metrics_half["alpha"]) == pytest.approx(0.5, rel=1e-6)
 
 
 def test_clip_to_data_clips_only_the_next_state():
@@ -204,8 +255,6 @@ def test_env_must_match_the_dataset(medium):
     with pytest.raises(ConfigError, match="observations of size 3"):
         make_train(agent, mopo.MOPOConfig(**SMALL), env, env_params)
     scaled = dataset._replace(actions=dataset.actions * 2.0)
-    agent = mopo.agent(scaled, dynamics, config=mopo.MOPOConfig(**SMALL))
-    env, env_params = rlx.envs.make(ENV)
-    with pytest.raises(ConfigError, match=r"\[-1, 1\]"):
-        make_train(agent, mopo.MOPOConfig(**SMALL), env, env_params)
+    with pytest.raises(ConfigError, match=r"\[-1, 1\]"):  # refused when the agent is built, before training
+        mopo.agent(scaled, dynamics, config=mopo.MOPOConfig(**SMALL))
     assert isinstance(agent, model_based.OfflineAgent)

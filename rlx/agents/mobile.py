@@ -12,13 +12,18 @@ code's ``compute_lcb``):
 
 and the critic target of a model row is y = r - beta u(s, a) + gamma (1 - term) Q_next, with
 Q_next = min_i Qbar_i(s', a') and no entropy term ("deterministic backup"); real rows get no
-penalty. The actor and temperature are SAC's on the mixed batch (:mod:`rlx.agents.sac`), the
-temperature is kept <= 1 and the actor's learning rate follows a cosine decay over training.
+penalty. The actor and temperature are SAC's on the mixed batch (:mod:`rlx.agents.sac`), and
+the actor's learning rate follows a cosine decay over training. As in the official code, the
+temperature is learned as log_alpha from 0 (alpha = 1) with the loss -log_alpha sg(log pi +
+H_target), H_target = -|A|, and the losses use alpha = min(exp(log_alpha), 1): the alpha is
+clamped, not log_alpha, so a log_alpha that has risen above 0 has to come back below 0 before
+the alpha in use drops under 1 again.
 
-Defaults (yihaosun1124/mobile ``configs/gym/default.py``): actor lr 1e-4 (cosine), critic lr
-3e-4, temperature lr 1e-4 from 0.2, target entropy -|A|, 2 x 256, gamma 0.99, tau 0.005, N = 10,
-h = 1, beta = 1.0, rollouts and mixing as MOPO's (50,000 starts every 1000 steps, 5 % real),
-actor log-std in [-5, 2], 3M gradient steps; per-task (h, beta, ...) as presets.
+Defaults (yihaosun1124/mobile ``configs/gym/default.py`` and ``train.py``): actor lr 1e-4
+(cosine), critic lr 3e-4, temperature lr 1e-4 from 1 (log_alpha = 0), target entropy -|A|,
+2 x 256, gamma 0.99, tau 0.005, N = 10, h = 1, beta = 1.0, rollouts and mixing as MOPO's (50,000
+starts every 1000 steps, 5 % real), actor log-std in [-5, 2], 3M gradient steps; per-task (h,
+beta, ...) as presets.
 """
 
 from __future__ import annotations
@@ -42,9 +47,9 @@ class MOBILEConfig(model_based.ModelBasedConfig):
     log_std_min: float = static(-5.0, "lower clip of the policy's log-std")
     actor_lr: float = tunable(1e-4, "actor learning rate (Adam; cosine-decayed when actor_lr_cosine)", low=0.0, low_inclusive=False)
     alpha_lr: float = tunable(1e-4, "temperature learning rate (Adam)", low=0.0, low_inclusive=False)
-    init_alpha: float = tunable(0.2, "initial temperature", low=0.0, low_inclusive=False)
+    init_alpha: float = tunable(1.0, "initial temperature (the official code: log_alpha = 0)", low=0.0, low_inclusive=False)
     penalty_coef: float = tunable(1.0, "beta: weight of the Bellman-inconsistency penalty", low=0.0)
-    max_alpha: float = tunable(1.0, "upper bound of the temperature", low=0.0, low_inclusive=False)
+    max_alpha: float = tunable(1.0, "upper bound of the temperature the losses use (log_alpha itself is not bounded)", low=0.0, low_inclusive=False)
     num_next_samples: int = static(10, "N: next states sampled per elite for the penalty", low=1)
     deterministic_backup: bool = static(True, "critic target without the -alpha log pi term", choices=(False, True))
     clip_target_at_zero: bool = static(False, "clip critic targets at 0 (only for non-negative rewards)", choices=(False, True))
@@ -122,7 +127,7 @@ def rollout_penalty(config: MOBILEConfig):
 
 def learn(config: MOBILEConfig, agent, action_dim, learner, real, model, key, step):
     """Penalize the model rows' targets by beta u(s, a), then one SAC step (deterministic
-    backup, optional clip at 0), then keep alpha <= max_alpha."""
+    backup, optional clip at 0) whose losses use alpha = min(exp(log_alpha), max_alpha)."""
     k_penalty, k_step = jax.random.split(key)
     u = bellman_inconsistency(config, agent.dynamics, learner, model.obs, model.action, k_penalty, action_dim)
     u = jax.lax.stop_gradient(u)
@@ -135,9 +140,8 @@ def learn(config: MOBILEConfig, agent, action_dim, learner, real, model, key, st
     learner, metrics = sac.gradient_step(
         config.sac_config(), action_dim, learner, model_based.concat(real, model), k_step, step,
         entropy_backup=not config.deterministic_backup,
-        target_floor=0.0 if config.clip_target_at_zero else None,
+        target_floor=0.0 if config.clip_target_at_zero else None, max_alpha=config.max_alpha,
     )
-    learner = learner.replace(log_alpha=jnp.minimum(learner.log_alpha, jnp.log(config.max_alpha)))
     return learner, {**metrics, "mobile/penalty": jnp.mean(u)}
 
 

@@ -225,18 +225,21 @@ def polyak(target, online, tau):
 # ---------------------------------------------------------------------------------------------
 def gradient_step(
     config: SACConfig, action_dim: int, state: SACLearner, batch: Transition, key, step=None,
-    *, entropy_backup: bool = True, target_floor: float | None = None,
+    *, entropy_backup: bool = True, target_floor: float | None = None, max_alpha=None,
 ):
     """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``.
 
     ``entropy_backup=False`` drops -alpha log pi(a'|s') from the critic target (a
     "deterministic backup", as MOBILE's code trains); ``target_floor`` clips the target from
-    below. The defaults are SAC's.
+    below; ``max_alpha`` bounds the temperature the losses use, min(exp(log_alpha), max_alpha),
+    while ``log_alpha`` itself stays unbounded (MOBILE's code). The defaults are SAC's.
     """
     actor, critic = build_networks(config, action_dim)
     actor_opt, critic_opt, alpha_opt = optimizers(config)
     key_next, key_pi = jax.random.split(key)
     alpha = jnp.exp(state.log_alpha)
+    if max_alpha is not None:
+        alpha = jnp.minimum(alpha, max_alpha)
     target_entropy = -config.target_entropy_scale * action_dim
 
     # Critic target with a' ~ pi(.|s') from the current actor.

@@ -5,7 +5,14 @@ stack into one config with a leading axis (:func:`rlx.core.config.stack_configs`
 is repeated for every seed, and ``jax.vmap`` over (config, key) pairs trains all
 points x seeds at once; with several devices the runs are sharded over them
 (:mod:`rlx.run.mesh`). Every point uses the same seed keys as ``rlx train`` with the same
-``--seed`` and ``--num-seeds``, so a point's numbers are those of a separate run of its config.
+``--seed`` and ``--num-seeds`` (:func:`run_inputs`), so it starts from the initial state of a
+separate run of its config, bit for bit. From the first update on the two agree only up to
+float rounding: the separate run compiles its tunable values in as constants, the sweep passes
+them as batched arguments, and XLA folds and fuses some arithmetic differently, so the last
+bits of some gradients differ. Training amplifies such differences, slowly at first and then
+chaotically (SAC on Pendulum: about 1e-7 relative after 100 updates, 1e-3 after 2,000; final
+returns after 20,000 steps as far apart as two seeds'), so a point is a sample of its config's
+runs rather than a replay of ``rlx train``.
 
     rlx sweep sac --env gymnax/Pendulum-v1 --set critic_lr=1e-4,3e-4,1e-3 --set tau=0.005,0.01 \\
         --num-seeds 4 --out runs/s
@@ -42,7 +49,7 @@ from rlx.run.driver import _progress_bar, _resolve_env, seed_keys
 from rlx.run.mesh import runs_layout
 from rlx.run.train import Schedule, make_train
 
-__all__ = ["SweepResult", "grid", "run_sweep"]
+__all__ = ["SweepResult", "grid", "run_inputs", "run_sweep"]
 
 
 def grid(**values: Sequence) -> list[dict[str, Any]]:
@@ -68,6 +75,18 @@ def _format_value(value) -> str:
 def point_label(values: Mapping[str, Any]) -> str:
     """``critic_lr=0.0003,tau=0.005`` (``base`` for a point that changes nothing)."""
     return ",".join(f"{k}={_format_value(v)}" for k, v in values.items()) or "base"
+
+
+def run_inputs(configs: Sequence[Any], seed: int, num_seeds: int) -> tuple[Any, np.ndarray]:
+    """The config and key of every run of a sweep, along a leading runs axis.
+
+    Run r is point r // num_seeds with seed r % num_seeds; its key is the one ``rlx train --seed
+    seed --num-seeds num_seeds`` gives that seed (:func:`rlx.run.driver.seed_keys`).
+    """
+    stacked = stack_configs(configs)
+    run_configs = jax.tree.map(lambda x: np.repeat(x, num_seeds, axis=0), stacked)
+    run_keys = np.tile(np.asarray(seed_keys(seed, num_seeds)), (len(configs), 1))
+    return run_configs, run_keys
 
 
 @dataclasses.dataclass
@@ -161,7 +180,7 @@ def run_sweep(
     if not points:
         raise ConfigError("a sweep needs at least one point")
     configs = [base_config.override(**p) for p in points]
-    stacked = stack_configs(configs)  # refuses differing static fields, saying why
+    stack_configs(configs)  # refuses differing static fields, saying why
     # The swept values as the configs hold them (strings from the command line are coerced).
     points = [{name: getattr(c, name) for name in p} for c, p in zip(configs, points, strict=True)]
     for i, j in itertools.combinations(range(len(configs)), 2):
@@ -172,9 +191,7 @@ def run_sweep(
 
     num_points = len(configs)
     num_runs = num_points * num_seeds
-    # Run r is point r // num_seeds with seed r % num_seeds.
-    run_configs = jax.tree.map(lambda x: np.repeat(x, num_seeds, axis=0), stacked)
-    run_keys = np.tile(np.asarray(seed_keys(seed, num_seeds)), (num_points, 1))
+    run_configs, run_keys = run_inputs(configs, seed, num_seeds)
     layout = runs_layout(num_runs, devices)
     agent_name = getattr(agent, "NAME", getattr(agent, "__name__", str(agent)))
 
@@ -252,7 +269,7 @@ def _prepare_outputs(out_dir, overwrite, points, configs, info, base_config, lay
     # With several hosts (jax.distributed) every host has all metrics; the first one writes them.
     if out_dir is None or jax.process_index() != 0:
         return None
-    out = runlog.prepare_out_dir(out_dir, overwrite)
+    out = runlog.prepare_run_dir(out_dir, overwrite)
     width = len(str(len(points) - 1))
     folders = [out / "points" / f"{i:0{width}d}-{point_label(p)}" for i, p in enumerate(points)]
     runlog.write_json(
