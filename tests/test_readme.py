@@ -1,4 +1,5 @@
-"""The README's Python example runs as written (with tiny settings substituted)."""
+"""The README's Python example runs as written (with tiny settings substituted), and the docs'
+copy of it (docs/getting-started.md) is the same example."""
 
 import re
 from pathlib import Path
@@ -8,10 +9,11 @@ import pytest
 pytestmark = pytest.mark.timeout(300)
 
 README = Path(__file__).parent.parent / "README.md"
+GETTING_STARTED = Path(__file__).parent.parent / "docs" / "getting-started.md"
 
 
-def _python_blocks():
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def _python_blocks(path=README):
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
 def test_readme_quickstart_commands_are_the_ci_ones():
@@ -36,3 +38,10 @@ def test_readme_script_runs(capsys):
     exec(compile(script, "README.md", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[0] == "250"  # one line per evaluation
+
+
+def test_docs_show_the_tested_example():
+    """The getting-started page shows the very example executed above, so it is tested too."""
+    (readme,) = [b for b in _python_blocks() if "make_train" in b]
+    (docs,) = [b for b in _python_blocks(GETTING_STARTED) if "make_train" in b]
+    assert docs == readme, "docs/getting-started.md and README.md show different make_train examples"
