@@ -6,12 +6,22 @@ apart: `terminated` is brax's `done` (a real end such as falling), `truncated` i
 limit reached without termination, and `info["final_observation"]` is the last observation
 before the auto-reset.
 
-brax is imported only when a brax environment is made, so rlx works without it.
+brax is imported only when a brax environment is made, so rlx works without it. Its import
+and its environments' construction are quiet: mujoco's "Failed to import warp" / "Failed to
+import mujoco_warp" lines (warp is an optional GPU backend rlx does not use), brax's "not
+actively being maintained" warning and jaxopt's deprecation warning are held back;
+``RLX_VERBOSE_IMPORTS=1`` shows them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
+import os
+import re
+import sys
+import warnings
 from functools import partial
 from typing import Any
 
@@ -141,9 +151,42 @@ class BraxAdapter:
         return f"BraxAdapter({self.name}, backend={backend}, episode_length={self.episode_length})"
 
 
+# What brax and its dependencies say on import or construction that is no news to an rlx user.
+_NOISE_LINE = re.compile(r"^Failed to import (mujoco_)?warp\b")
+_NOISE_WARNINGS = (
+    (UserWarning, r"Brax System, piplines and environments are not actively being maintained"),
+    (DeprecationWarning, r"JAXopt is no longer maintained"),
+)
+
+
+def verbose_imports() -> bool:
+    """``RLX_VERBOSE_IMPORTS=1`` (any value but empty or 0): let brax's import messages through."""
+    return os.environ.get("RLX_VERBOSE_IMPORTS", "").strip() not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet_brax():
+    """Hold back the known import and construction messages of brax (module docstring); any
+    other printed line still reaches stdout, any other warning is still raised."""
+    if verbose_imports():
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+            for category, message in _NOISE_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            yield
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True) if not _NOISE_LINE.match(line)]
+        if kept:
+            sys.stdout.write("".join(kept))
+
+
 def _import_brax_envs():
     try:
-        import brax.envs as brax_envs
+        with quiet_brax():
+            import brax.envs as brax_envs
     except ImportError as error:
         raise ImportError(_INSTALL_HINT) from error
     return brax_envs
@@ -200,15 +243,16 @@ def make_brax(name: str, *, backend: str | None = None, episode_length: int = 10
             f"brax/{name} has no option {unknown[0]!r}; valid options: "
             f"{sorted(valid | {'backend', 'episode_length'})}"
         )
-    if backend is not None:
-        brax_env = env_class(backend=backend, **kwargs)
-    else:
-        try:
-            brax_env = env_class(backend=DEFAULT_BACKEND, **kwargs)
-        except ValueError:
-            fallback = _class_default_backend(env_class)
-            if fallback is None or fallback == DEFAULT_BACKEND:
-                raise
-            brax_env = env_class(backend=fallback, **kwargs)
+    with quiet_brax():  # brax warns on every construction that it is not maintained
+        if backend is not None:
+            brax_env = env_class(backend=backend, **kwargs)
+        else:
+            try:
+                brax_env = env_class(backend=DEFAULT_BACKEND, **kwargs)
+            except ValueError:
+                fallback = _class_default_backend(env_class)
+                if fallback is None or fallback == DEFAULT_BACKEND:
+                    raise
+                brax_env = env_class(backend=fallback, **kwargs)
     env = BraxAdapter(brax_env, episode_length=episode_length)
     return env, env.default_params

@@ -379,12 +379,26 @@ def test_cli_dataset_info(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "medium dataset of gymnax/Pendulum-v1" in out and "12 transitions" in out
     assert "episodes 2 (terminals 1, timeouts 1)" in out
+    # the second episode (7 steps, Pendulum's limit is 200) was cut by the end of the data
+    assert "1 episode(s) cut by the end of the data" in out and "its 1 complete episode(s)" in out
     assert main(["dataset", "info", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    # mean episode return (10 + 56) / 2 = 33 -> 100 * (33 + 1200) / 1050
-    assert report["normalized_score_of_episodes"] == pytest.approx(100 * (33 + 1200) / 1050)
+    assert (report["complete_episodes"], report["incomplete_episodes"]) == (1, 1)
+    # the complete episode's return 0 + 1 + 2 + 3 + 4 = 10 -> 100 * (10 + 1200) / 1050 (not the
+    # fragment's 56 in the mean)
+    assert report["normalized_score_of_episodes"] == pytest.approx(100 * (10 + 1200) / 1050)
     assert main(["dataset", "info", str(tmp_path / "missing")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_complete_episodes_without_a_known_limit():
+    from rlx.run.dataset_cli import complete_episodes
+
+    arrays = make_arrays(n=20)  # terminal at 4, then 15 steps cut at the end
+    arrays["timeouts"][14] = True  # a 10-step time-limit episode (5-14), then a 5-step fragment
+    complete, lengths = complete_episodes(ds.from_arrays(arrays))
+    assert lengths.tolist() == [5, 10, 5] and complete.tolist() == [True, True, False]
+    assert complete_episodes(ds.from_arrays(arrays), limit=5)[0].tolist() == [True, True, True]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -416,3 +416,30 @@ def test_wrappers_hold_no_python_state():
     vec.step(jax.random.key(1), state, jnp.zeros((2, 1)), params)
     after = {id(w): dict(vars(w)) for w in (vec, vec.env, vec.env.env, vec.env.env.env)}
     assert before == after
+
+
+@pytest.mark.timeout(300)
+def test_brax_import_and_construction_are_quiet_unless_asked():
+    """mujoco's "Failed to import warp" prints and brax's maintenance warning stay out of every
+    command's output; RLX_VERBOSE_IMPORTS=1 lets them through."""
+    import importlib.util
+    import os
+    import subprocess
+
+    if importlib.util.find_spec("brax") is None:
+        pytest.skip("brax is not installed")
+    code = (
+        "import rlx.envs; from rlx.envs import brax_adapter as b; "
+        "assert b.brax_env_names(); b.make_brax('inverted_pendulum')"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RLX_VERBOSE_IMPORTS", "PYTHONWARNINGS")}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "" and quiet.stderr == "", (quiet.stdout, quiet.stderr)
+    loud = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "RLX_VERBOSE_IMPORTS": "1"}, timeout=240
+    )
+    assert loud.returncode == 0, loud.stderr
+    assert "not actively being maintained" in loud.stderr
+    if importlib.util.find_spec("warp") is None:
+        assert "Failed to import warp" in loud.stdout

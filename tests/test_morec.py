@@ -253,3 +253,43 @@ def test_rlx_train_morec_mopo_from_a_dataset_folder(tmp_path, capsys):
     assert "return" in capsys.readouterr().out
     assert main(["train", "morec_mopo", *tiny, "--out", str(out)]) == 2  # an occupied --out, refused before training
     assert "not empty" in capsys.readouterr().err
+
+
+def test_every_problem_of_a_morec_run_is_named_at_once():
+    dataset = behaviour_dataset(jax.random.PRNGKey(0), episodes=2, action_noise=0.3)
+    wrong_size = drw.DynamicsReward(
+        params={}, low=jnp.zeros(1), high=jnp.ones(1), obs_mean=jnp.zeros(7), obs_std=jnp.ones(7),
+        action_mean=jnp.zeros(1), action_std=jnp.ones(1), delta_mean=jnp.zeros(7), delta_std=jnp.ones(7),
+        d_clip=jnp.float32(1.0), hidden_sizes=(4,),
+    )
+    config = morec.mopo_config(reward_keep_every=7, eval_every=1_500)
+    with pytest.raises(ConfigError) as err:
+        morec.agent(
+            "mopo", dataset, config=config, filter_config=FilterConfig(selection="max"),
+            reward_config=drw.DynamicsRewardConfig(iterations=10, keep_last=20), dynamics_reward=wrong_size,
+        )
+    message = str(err.value)
+    for part in ("reward_keep_every", "eval_every=1500", "selection", "keep_last=20", "observations of size 7"):
+        assert part in message, (part, message)
+    assert message.startswith("5 problems with the morec_mopo settings")  # config, filter, reward, size
+
+
+def test_keep_every_defaults_say_where_they_come_from():
+    for config in (morec.MORECMOPOConfig, morec.MORECMOBILEConfig):
+        text = dict((name, help_text) for name, _, help_text, *_ in config.field_help())["reward_keep_every"]
+        assert "10 for MOREC-MOPO" in text and "40 for MOREC-MOBILE" in text
+
+
+@pytest.mark.timeout(300)
+def test_dynamics_reward_training_shows_progress_without_changing_it(capsys):
+    dataset = behaviour_dataset(jax.random.PRNGKey(0), episodes=2, action_noise=0.3)
+    tiny = drw.DynamicsRewardConfig(
+        iterations=6, keep_last=6, keep_every=3, batch_size=8, hidden_sizes=(4,), generator_hidden_sizes=(4,)
+    )
+    quiet, _ = drw.train_dynamics_reward(dataset, tiny, jax.random.PRNGKey(1), progress=False)
+    assert "dynamics reward" not in capsys.readouterr().err
+    shown, _ = drw.train_dynamics_reward(dataset, tiny, jax.random.PRNGKey(1), progress=True)
+    err = capsys.readouterr().err
+    assert "dynamics reward" in err and "6/6" in err, err
+    for a, b in zip(jax.tree.leaves(quiet), jax.tree.leaves(shown), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -29,7 +29,7 @@ def test_readme_script_runs(capsys):
     assert len(script.strip().splitlines()) <= 16
     small = {
         "total_steps=20_000": "total_steps=400, learning_starts=100, batch_size=16, eval_episodes=2",
-        "eval_every=2_000": "eval_every=150",
+        "eval_every=1_000": "eval_every=150",
         "hidden_sizes=(64, 64)": "hidden_sizes=(16,)",
     }
     for old, new in small.items():

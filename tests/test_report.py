@@ -73,13 +73,14 @@ def test_stratified_bootstrap_keeps_each_task_size():
 # ---------------------------------------------------------------------------------------------
 # Synthetic run folders in the format rlx train writes
 # ---------------------------------------------------------------------------------------------
-def write_run(folder, agent, env, finals, config=None, num_evals=3):
-    """A run folder whose seeds end at ``finals`` (earlier evaluations lower)."""
+def write_run(folder, agent, env, finals, config=None, num_evals=3, **info):
+    """A run folder whose seeds end at ``finals`` (earlier evaluations lower); ``info``: more
+    config.json fields (env_kwargs, schedule)."""
     finals = np.asarray(finals, dtype=float)
     folder.mkdir(parents=True)
     num_seeds = finals.size
     runlog.write_json(folder / "config.json", {
-        "agent": agent, "env": env, "seed": 0, "num_seeds": num_seeds, "config": config or {"critic_lr": 3e-4},
+        "agent": agent, "env": env, "seed": 0, "num_seeds": num_seeds, "config": config or {"critic_lr": 3e-4}, **info,
     })
     ramp = np.linspace(0.5, 1.0, num_evals)
     metrics = {
@@ -184,3 +185,59 @@ def test_report_reads_real_run_layout(tmp_path):
     assert row["seed0/eval/return_mean"] == 0.25
     (task,) = rep.aggregate([folder]).tasks
     assert task.iqm == 0.25 and task.ci == (0.25, 0.25)
+
+
+def test_runs_with_other_env_kwargs_are_other_tasks(tmp_path):
+    write_run(tmp_path / "a", "ppo", "rlx/KeyDoor-v0", [0.2, 0.4], env_kwargs={"size": 9})
+    write_run(tmp_path / "b", "ppo", "rlx/KeyDoor-v0", [0.8, 1.0])
+    write_run(tmp_path / "c", "ppo", "gymnax/CartPole-v1", [100.0, 300.0], env_kwargs={"max_steps_in_episode": 200})
+    report = rep.aggregate([tmp_path])
+    by = {t.task: t for t in report.tasks}
+    assert set(by) == {"rlx/KeyDoor-v0 [size=9]", "rlx/KeyDoor-v0", "gymnax/CartPole-v1 [max_steps_in_episode=200]"}
+    assert by["rlx/KeyDoor-v0 [size=9]"].iqm == pytest.approx(0.3) and by["rlx/KeyDoor-v0"].iqm == pytest.approx(0.9)
+    # a success rate stays one with other options; CartPole's 0..500 return range does not
+    assert by["rlx/KeyDoor-v0 [size=9]"].normalized and not by["gymnax/CartPole-v1 [max_steps_in_episode=200]"].normalized
+    assert "| ppo | rlx/KeyDoor-v0 [size=9] | 2 |" in report.markdown()
+
+
+def test_report_default_out_is_inside_the_runs_folder(runs, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs, root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", str(root)]) == 0
+    assert (root / "report" / "report.md").is_file() and not (elsewhere / "report").exists()
+    assert f"wrote {root / 'report' / 'report.md'}" in capsys.readouterr().out
+    # the report folder is not read as a run the next time
+    assert main(["report", str(root)]) == 0
+
+
+def test_report_plot_markers_and_step_unit(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    figures = []
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    write_run(tmp_path / "runs" / "offline", "mopo", "gymnax/Pendulum-v1", [-200.0, -150.0], num_evals=1,
+              schedule={"step_unit": "gradient steps"})
+    write_run(tmp_path / "runs" / "old", "morec_mobile", "gymnax/Acrobot-v1", [-100.0], num_evals=1)  # no unit in file
+    write_run(tmp_path / "runs" / "online", "sac", "gymnax/CartPole-v1", [100.0], num_evals=1)
+    report = rep.aggregate([tmp_path / "runs"])
+    assert {t.task: t.step_unit for t in report.tasks} == {
+        "gymnax/Pendulum-v1": "gradient steps", "gymnax/Acrobot-v1": "gradient steps", "gymnax/CartPole-v1": "env steps",
+    }
+    rep.write_report(report, tmp_path / "out")
+    axes = {ax.get_title(): ax for ax in figures[-1].axes if ax.get_title()}
+    assert axes["gymnax/Pendulum-v1"].get_xlabel() == "gradient steps"
+    assert axes["gymnax/CartPole-v1"].get_xlabel() == "env steps"
+    for task in ("gymnax/Pendulum-v1", "gymnax/Acrobot-v1", "gymnax/CartPole-v1"):
+        (line,) = axes[task].lines
+        assert line.get_marker() not in (None, "None", "", " "), task  # one evaluation: a visible dot

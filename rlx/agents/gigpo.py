@@ -77,11 +77,13 @@ class GiGPOConfig(TrainConfig):
     ``PRESETS["paper"]`` restores the paper's values. Learning rate, epochs and network sizes are
     rlx's, for small tabular-like tasks (the paper's 1e-6 is for an LLM)."""
 
-    total_steps: int = static(1_000_000, "environment steps in total (simulated, padding included)", low=1)
+    # Multiples of one iteration (num_envs * group_size * max_episode_steps = 1,920 env steps), so
+    # they run exactly: 500 iterations, an evaluation every 25.
+    total_steps: int = static(960_000, "environment steps in total (simulated, padding included)", low=1)
     num_envs: int = static(
         8, "task instances (groups) per iteration; each is rolled out group_size times", low=1
     )
-    eval_every: int = static(50_000, "environment steps between deterministic evaluations", low=1)
+    eval_every: int = static(48_000, "environment steps between deterministic evaluations", low=1)
     eval_episodes: int = static(64, "episodes per evaluation (eval return = success rate on rlx envs)", low=1)
     group_size: int = static(8, "trajectories per task instance (N)", low=1)
     max_episode_steps: int = static(

@@ -133,6 +133,10 @@ class ModelBasedConfig(TrainConfig):
     def warmup_env_steps(self) -> int:
         return 0
 
+    @property
+    def step_unit(self) -> str:  # what total_steps, eval_every and the metrics' "step" count
+        return "gradient steps"
+
     def sac_config(self) -> sac.SACConfig:
         """The SAC settings of the policy learner (built in the trace: tunable leaves stay traced)."""
         return sac.SACConfig(

@@ -58,7 +58,13 @@ class MORECFields(Config):
     filter_terminal_reward: float = static(0.6, "filter: end a branch whose kept candidate has r_D below this (0: never)", low=0.0)
     reward_iterations: int = static(400, "dynamics reward: adversarial iterations", low=1)
     reward_keep_last: int = static(400, "dynamics reward: the last this-many discriminators are candidates for the average", low=1)
-    reward_keep_every: int = static(10, "dynamics reward: average every k-th of them", low=1)
+    # The official code's generators set k = 10 for MOREC-MOPO (40 averaged discriminators) and
+    # k = 40 for MOREC-MOBILE (10); the paper gives no reason, we keep each variant's value
+    # (../shared/algorithms.md Sec. 4, "dynamics reward").
+    reward_keep_every: int = static(
+        10, "dynamics reward: average every k-th of them (the official code's value: 10 for MOREC-MOPO, "
+        "40 for MOREC-MOBILE)", low=1,
+    )
 
     def filter_config(self) -> FilterConfig:
         return FilterConfig(
@@ -98,7 +104,10 @@ class MORECMOBILEConfig(MORECFields, mobile.MOBILEConfig):
     init_alpha: float = tunable(0.1, "initial temperature", low=0.0, low_inclusive=False)
     deterministic_backup: bool = static(False, "critic target without the -alpha log pi term", choices=(False, True))
     filter_selection: str = static("softmax", "filter: keep the argmax-r_D candidate or draw one by softmax(r_D / 0.1)", choices=SELECTIONS)
-    reward_keep_every: int = static(40, "dynamics reward: average every k-th of them", low=1)
+    reward_keep_every: int = static(
+        40, "dynamics reward: average every k-th of them (the official code's value: 10 for MOREC-MOPO, "
+        "40 for MOREC-MOBILE)", low=1,
+    )
 
 
 def _presets(base_name: str, table: dict) -> dict:
@@ -169,8 +178,9 @@ class MORECAlgorithm:
 
         def build(dataset, dynamics, *, config, key=None, **kw):
             nonlocal reward
+            check_inputs(self, config, dynamics_reward=reward, obs_dim=int(dataset.observations.shape[-1]))
             if reward is None:  # trained here as agent() would, and kept for saving
-                reward = train_reward(self, config, dataset, key)
+                reward = train_reward(self, config, dataset, key, progress=kw.get("progress", True))
             return agent(self, dataset, dynamics, config=config, key=key, dynamics_reward=reward, **kw)
 
         built = model_based.from_cli(self, args, config, build=build)
@@ -218,13 +228,46 @@ def _variant(base) -> MORECAlgorithm:
     raise ConfigError(f"base must be one of {', '.join(BASES)} (name or module), got {base!r}")
 
 
-def train_reward(base, config, dataset, key=None, reward_config: drw.DynamicsRewardConfig | None = None) -> drw.DynamicsReward:
+def train_reward(
+    base, config, dataset, key=None, reward_config: drw.DynamicsRewardConfig | None = None, *, progress: bool = True
+) -> drw.DynamicsReward:
     """The dynamics reward of ``dataset``: ``reward_config``, else ``config``'s ``reward_*``
     fields (a MOREC config), else the variant's defaults; key ``fold_in(key, 1)``."""
     fields = config if isinstance(config, MORECFields) else _variant(base).Config()
     rcfg = (reward_config or fields.reward_config()).validate()
     k_reward = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, 1)
-    return drw.train_dynamics_reward(dataset, rcfg, k_reward)[0]
+    return drw.train_dynamics_reward(dataset, rcfg, k_reward, progress=progress)[0]
+
+
+def check_inputs(
+    base, config=None, *, reward_config: drw.DynamicsRewardConfig | None = None,
+    filter_config: FilterConfig | None = None, dynamics_reward: drw.DynamicsReward | None = None, obs_dim: int | None = None,
+) -> None:
+    """Every problem of a MOREC run's settings at once, in one :class:`ConfigError`, before any
+    training: the config (its base's fields and the ``filter_*`` / ``reward_*`` ones), an explicit
+    ``reward_config`` / ``filter_config``, and a given dynamics reward against the dataset's
+    observation size."""
+    variant = _variant(base)
+    problems: list[str] = []
+    # The config's own check covers its filter_* / reward_* fields; explicit ones replace them.
+    checks = [config or variant.Config(), *(c for c in (filter_config, reward_config) if c is not None)]
+    for cfg in checks:
+        try:
+            cfg.validate()
+        except ConfigError as err:  # "invalid NAME:\n  problem\n  problem": one entry per problem
+            head, *lines = str(err).splitlines()
+            if head.startswith("invalid ") and head.endswith(":") and lines:
+                problems += [f"{head[len('invalid '):-1]}: {line.strip()}" for line in lines]
+            else:
+                problems.append(str(err))
+    if dynamics_reward is not None and obs_dim is not None and int(dynamics_reward.obs_mean.shape[-1]) != obs_dim:
+        problems.append(
+            f"dynamics_reward scores observations of size {int(dynamics_reward.obs_mean.shape[-1])}; the dataset has {obs_dim}"
+        )
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems with the {variant.NAME} settings:\n  " + "\n  ".join(problems))
 
 
 def agent(
@@ -249,7 +292,11 @@ def agent(
     check, which comes before any training).
     """
     variant = _variant(base)
-    config = (config or variant.Config()).validate()  # refused before any training
+    check_inputs(  # every problem at once, before any training
+        variant, config, reward_config=reward_config, filter_config=filter_config, dynamics_reward=dynamics_reward,
+        obs_dim=int(dataset.observations.shape[-1]),
+    )
+    config = config or variant.Config()
     model_based.check_dataset(
         dataset, kwargs.get("env"), kwargs.get("env_params"), dynamics=dynamics, info=kwargs.get("info"),
         path=kwargs.get("path"), env_name=kwargs.get("env_name"),
@@ -257,7 +304,7 @@ def agent(
     fields = config if isinstance(config, MORECFields) else variant.Config()
     filter_config = (filter_config or fields.filter_config()).validate()
     if dynamics_reward is None:
-        dynamics_reward = train_reward(variant, config, dataset, key, reward_config)
+        dynamics_reward = train_reward(variant, config, dataset, key, reward_config, progress=kwargs.get("progress", True))
     obs_dim = int(dataset.observations.shape[-1])
     if int(dynamics_reward.obs_mean.shape[-1]) != obs_dim:
         raise ConfigError(

@@ -30,9 +30,11 @@ DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients average
 class PPOConfig(TrainConfig):
     """PureJaxRL's CartPole defaults, except variance-scaling instead of orthogonal init."""
 
-    total_steps: int = static(500_000, "environment steps in total (all parallel envs)", low=1)
+    # Multiples of one iteration (num_envs * num_steps = 512 env steps), so they run exactly:
+    # 1,000 iterations, an evaluation every 50.
+    total_steps: int = static(512_000, "environment steps in total (all parallel envs)", low=1)
     num_envs: int = static(4, "parallel training environments", low=1)
-    eval_every: int = static(25_000, "environment steps between deterministic evaluations", low=1)
+    eval_every: int = static(25_600, "environment steps between deterministic evaluations", low=1)
     num_steps: int = static(128, "steps per env per iteration (rollout length)", low=1)
     update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(4, "minibatches per pass (must divide num_envs * num_steps)", low=1)

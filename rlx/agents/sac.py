@@ -45,6 +45,9 @@ DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients average
 # ---------------------------------------------------------------------------------------------
 @config_dataclass
 class SACConfig(TrainConfig):
+    # Evaluations every 1,000 env steps: the default 20,000 steps, warm-up (1,000) included, then
+    # run exactly (19 blocks of 1,000 after the warm-up) and evaluate at 2,000, 3,000, ..., 20,000.
+    eval_every: int = static(1_000, "environment steps between deterministic evaluations", low=1)
     learning_starts: int = static(1_000, "warm-up env steps with uniform random actions before learning", low=0)
     buffer_size: int = static(1_000_000, "replay capacity in transitions (capped at total_steps)", low=1)
     batch_size: int = static(256, "minibatch size per gradient step", low=1)

@@ -286,6 +286,12 @@ class TrainConfig(Config):
         False, "normalize observations with running statistics kept in the env state", choices=(False, True)
     )
 
+    @property
+    def step_unit(self) -> str:
+        """What ``total_steps``, ``eval_every`` and the metrics' "step" count (offline agents:
+        "gradient steps")."""
+        return "env steps"
+
 
 def stack_configs(configs):
     """Stack configs that differ only in tunable fields into one batched config.

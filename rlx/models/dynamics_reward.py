@@ -174,8 +174,11 @@ def _generator_sample(net, params, obs_n, act_n, key):
     return delta, log_std
 
 
-def make_trainer(config: DynamicsRewardConfig, obs_dim: int, action_dim: int):
+def make_trainer(config: DynamicsRewardConfig, obs_dim: int, action_dim: int, on_iteration=None):
     """``train(key, data: RewardData) -> (params (H, ...), low (H,), high (H,), metrics)``: pure.
+
+    ``on_iteration(discriminator_loss, generator_loss)``, when given, is called on the host after
+    every iteration (``jax.debug.callback``: progress only, the results are the same without it).
 
     Iteration = ``discriminator_steps`` BCE steps on data (label 1) against fresh generator
     samples (label 0), then ``generator_steps`` ascent steps of the generator on
@@ -232,6 +235,8 @@ def make_trainer(config: DynamicsRewardConfig, obs_dim: int, action_dim: int):
             g_step, (state.gen_params, state.gen_opt), jax.random.split(k_g, config.generator_steps)
         )
         new = _State(disc_params, disc_opt, gen_params, gen_opt, key)
+        if on_iteration is not None:
+            jax.debug.callback(on_iteration, jnp.mean(d_loss), jnp.mean(g_loss))
         # The statistics of D_t: its mean logits on the data and on the generator it was fit against.
         return new, (disc_params, lo[-1], hi[-1], jnp.mean(d_loss), jnp.mean(g_loss))
 
@@ -291,8 +296,14 @@ class RewardReport:
     seconds: float  # compile + run
 
 
-def train_dynamics_reward(dataset, config: DynamicsRewardConfig | None = None, key=None) -> tuple[DynamicsReward, RewardReport]:
-    """Learn r_D from ``dataset`` (a :class:`rlx.buffers.dataset.Dataset`) in one compiled call."""
+def train_dynamics_reward(
+    dataset, config: DynamicsRewardConfig | None = None, key=None, *, progress: bool = True
+) -> tuple[DynamicsReward, RewardReport]:
+    """Learn r_D from ``dataset`` (a :class:`rlx.buffers.dataset.Dataset`) in one compiled call.
+
+    ``progress`` shows a bar of the adversarial iterations (as the dynamics ensemble's
+    :func:`rlx.models.ensemble.train_dynamics` does of its epochs), fed by a host callback that
+    does not change the result."""
     config = (config or DynamicsRewardConfig()).validate()
     for name in ("observations", "actions", "next_observations"):
         if not hasattr(dataset, name):
@@ -304,8 +315,23 @@ def train_dynamics_reward(dataset, config: DynamicsRewardConfig | None = None, k
     data, stats = standardise(dataset)
     obs_dim, action_dim = int(data.obs.shape[-1]), int(data.action.shape[-1])
     t0 = time.perf_counter()
-    params, low, high, metrics = jax.jit(make_trainer(config, obs_dim, action_dim))(key, data)
-    metrics = jax.device_get(metrics)
+    bar = on_iteration = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.iterations, desc="dynamics reward", unit="iter", dynamic_ncols=True)
+
+        def on_iteration(d_loss, g_loss):
+            bar.update(1)
+            bar.set_postfix_str(f"discriminator loss {float(d_loss):.3f} | generator {float(g_loss):.3f}", refresh=False)
+
+    try:
+        params, low, high, metrics = jax.jit(make_trainer(config, obs_dim, action_dim, on_iteration))(key, data)
+        metrics = jax.device_get(metrics)
+        jax.effects_barrier()  # every callback has run before the bar closes
+    finally:
+        if bar is not None:
+            bar.close()
     dr = DynamicsReward(
         params=params, low=low, high=high, d_clip=jnp.float32(config.d_clip),
         hidden_sizes=tuple(config.hidden_sizes), **stats,

@@ -100,20 +100,59 @@ def collect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _episode_limit(info) -> int | None:
+    """The env's episode limit (its time-limit truncation), when the dataset's env is registered."""
+    try:
+        from rlx import envs as rlx_envs
+
+        env, params = rlx_envs.make(info.env, **(info.env_kwargs or {}))
+        return int(rlx_envs.episode_limit(env, params))
+    except Exception:  # a D4RL / Minari name, or an env this install lacks: judged from the data
+        return None
+
+
+def complete_episodes(dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which episodes of ``dataset`` are complete, and their lengths (both in episode order).
+
+    An episode is complete when it ends in a termination, or in a time-limit truncation after
+    ``limit`` steps. A shorter one that ends in a timeout was cut by the end of the data (the
+    end of the file, or of one env's stream in a collected dataset) and is a fragment: its
+    return says nothing about the policy's. Without ``limit`` (an env we cannot build), the
+    longest timeout-ended episode stands for it.
+    """
+    from rlx.buffers.dataset import episode_bounds
+
+    starts, ends = episode_bounds(dataset)
+    lengths = ends - starts
+    terminal = np.asarray(dataset.terminals, bool)[ends - 1] if ends.size else np.zeros(0, bool)
+    timed_out = ~terminal
+    if limit is None:
+        limit = int(lengths[timed_out].max()) if timed_out.any() else 0
+    return terminal | (lengths >= limit), lengths
+
+
 def describe(path) -> dict:
-    """What ``rlx dataset info`` prints: keys, sizes, episodes, returns, metadata."""
+    """What ``rlx dataset info`` prints: keys, sizes, episodes, returns, metadata.
+
+    Returns and the normalized score are over complete episodes only (:func:`complete_episodes`);
+    ``incomplete_episodes`` counts the fragments left out.
+    """
     from rlx.buffers.dataset import episode_returns, normalized_score
     from rlx.buffers.loaders import open_dataset
 
     dataset, info = open_dataset(path, device=False)
-    returns = episode_returns(dataset)
+    all_returns = episode_returns(dataset)
+    complete, _ = complete_episodes(dataset, _episode_limit(info))
+    returns = all_returns[complete]
     out = {
         "path": str(path),
         "size": dataset.size,
         "keys": {k: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v[:1]).dtype)} for k, v in dataset._asdict().items()},
         "terminals": int(np.sum(dataset.terminals)),
         "timeouts": int(np.sum(dataset.timeouts)),
-        "episodes": int(returns.size),
+        "episodes": int(all_returns.size),
+        "complete_episodes": int(returns.size),
+        "incomplete_episodes": int(all_returns.size - returns.size),  # cut by the end of the data
         "episode_return_mean": float(returns.mean()) if returns.size else None,
         "episode_return_std": float(returns.std()) if returns.size else None,
         "info": info.to_dict(),
@@ -133,13 +172,24 @@ def info_command(args: argparse.Namespace) -> int:
     for key, spec in report["keys"].items():
         print(f"  {key:<18} {str(tuple(spec['shape'])):<16} {spec['dtype']}")
     mean = report["episode_return_mean"]
+    left_out = report["incomplete_episodes"]
     print(
         f"  episodes {report['episodes']:,} (terminals {report['terminals']:,}, timeouts {report['timeouts']:,})"
         + (f", return {mean:.1f} +- {report['episode_return_std']:.1f}" if mean is not None else "")
+        + (f" over {report['complete_episodes']:,} complete episode(s)" if left_out else "")
     )
+    if left_out:
+        print(
+            f"  {left_out:,} episode(s) cut by the end of the data (shorter than the time limit, no "
+            "termination) are left out of the return and the score"
+        )
     refs = f"random {info['random_return']}, expert {info['expert_return']}"
     score = report.get("normalized_score_of_episodes")
-    print(f"  reference returns: {refs}" + (f"; normalized score of its episodes {score:.1f}" if score is not None else ""))
+    if score is not None:
+        refs += f"; normalized score of its {report['complete_episodes']:,} complete episode(s) {score:.1f}"
+    elif mean is None and report["episodes"]:
+        refs += "; no complete episode, so no normalized score"
+    print(f"  reference returns: {refs}")
     for name in ("seed", "policy_return", "policy_mode", "expert_steps", "medium_step", "rlx_version", "created"):
         if info.get(name) is not None:
             print(f"  {name}: {info[name]}")

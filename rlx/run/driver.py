@@ -60,8 +60,19 @@ class RunResult:
         return self.metrics["eval/return_mean"][:, -1]
 
     @property
-    def env_steps_per_second(self) -> float:
+    def steps_per_second(self) -> float:
+        """Steps per second over all seeds, in ``step_unit`` (gradient steps for an offline agent)."""
         return self.schedule.total_env_steps * self.metrics["step"].shape[0] / max(self.run_seconds, 1e-9)
+
+    @property
+    def env_steps_per_second(self) -> float:
+        """:attr:`steps_per_second` (kept under this name; see :attr:`step_unit`)."""
+        return self.steps_per_second
+
+    @property
+    def step_unit(self) -> str:
+        """What the steps count: "env steps", or "gradient steps" for an offline agent."""
+        return self.schedule.step_unit
 
 
 def _resolve_env(env, env_params, env_kwargs):
@@ -205,14 +216,12 @@ def run(
     def lift(fn):
         return jax.vmap(fn) if batched else fn
 
-    if progress and not complete and schedule.total_env_steps != int(config.total_steps):
-        print(
-            f"{env_name}: total_steps={int(config.total_steps):,} runs as {schedule.total_env_steps:,} steps per seed "
-            f"(warm-up {schedule.warmup_env_steps:,} + {schedule.num_evals} evaluation blocks of "
-            f"{schedule.env_steps_per_eval:,}); for an exact count make total_steps - warm-up a multiple of eval_every",
-            flush=True,
-        )
-    bar = _progress_bar(progress and not complete, schedule.total_env_steps * num_seeds, f"{env_name}")
+    if not complete and (note := schedule.rounding_note(config)) is not None:
+        print(f"{env_name}: {note}", flush=True)  # even without a progress bar: never a quiet change
+    bar = _progress_bar(
+        progress and not complete, schedule.total_env_steps * num_seeds, f"{env_name}",
+        "grad step" if schedule.step_unit == "gradient steps" else "step",
+    )
     t0 = time.perf_counter()
     if restored is None:
         init_fn = layout.jit(lift(train.init))
@@ -315,7 +324,7 @@ def run(
         with ckpt.writing(out / "learning_curve.png", checkpoint_path, resume_command):
             plot_learning_curve(
                 result.steps, all_metrics["eval/return_mean"], out / "learning_curve.png",
-                title=f"{getattr(agent, 'NAME', '')} on {env_name}".strip(),
+                title=f"{getattr(agent, 'NAME', '')} on {env_name}".strip(), xlabel=schedule.step_unit,
             )
             runlog.write_json(out / "summary.json", summarize(result))
     return result
@@ -349,20 +358,22 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "final_return_mean": float(np.mean(final)),
         "final_return_std_over_seeds": float(np.std(final)),
         "final_return_per_seed": [float(x) for x in final],
-        "env_steps_per_seed": int(result.schedule.total_env_steps),
+        # "env_steps_..." for an online agent, "gradient_steps_..." for an offline one
+        f"{result.schedule.unit_key}_per_seed": int(result.schedule.total_env_steps),
+        "step_unit": result.schedule.step_unit,
         "num_seeds": int(final.shape[0]),
         "compile_seconds": round(result.compile_seconds, 3),
         "run_seconds": round(result.run_seconds, 3),
-        "env_steps_per_second": round(result.env_steps_per_second, 1),
+        f"{result.schedule.unit_key}_per_second": round(result.steps_per_second, 1),
     }
 
 
-def _progress_bar(enabled: bool, total: int, desc: str):
+def _progress_bar(enabled: bool, total: int, desc: str, unit: str = "step"):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", unit_scale=True, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, smoothing=0.1)
 
 
 def stack_seeds(outputs) -> dict[str, jnp.ndarray]:

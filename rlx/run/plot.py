@@ -6,7 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["mean_confidence_interval", "plot_learning_curve"]
+__all__ = ["curve_marker", "mean_confidence_interval", "plot_learning_curve"]
+
+# Up to this many evaluations a curve's points get markers: a line through one point draws
+# nothing, and with a handful of points the reader should see where the evaluations are.
+MARKER_MAX_POINTS = 30
+
+
+def curve_marker(num_points: int) -> str | None:
+    """The marker of a curve of ``num_points`` evaluations: dots for few points, none for many."""
+    return "o" if num_points <= MARKER_MAX_POINTS else None
 
 
 def mean_confidence_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,12 +52,15 @@ def plot_learning_curve(
     title: str = "",
     ylabel: str = "evaluation return",
     confidence: float = 0.95,
+    xlabel: str = "env steps",
 ) -> Path:
-    """Evaluation return against env steps: one thin line per seed, the mean over seeds in bold
+    """Evaluation return against steps (``xlabel``: "env steps", or "gradient steps" for an
+    offline agent): one thin line per seed, the mean over seeds in bold
     and, with several seeds, the shaded ``confidence`` interval of that mean (Student t over
     seeds, :func:`mean_confidence_interval`).
 
-    ``steps`` has shape (num_evals,); ``returns`` (num_seeds, num_evals).
+    ``steps`` has shape (num_evals,); ``returns`` (num_seeds, num_evals). With few evaluations
+    the points carry markers, so a curve of one evaluation is a dot rather than nothing.
     """
     import matplotlib
 
@@ -59,10 +71,11 @@ def plot_learning_curve(
     steps = np.asarray(steps)
     num_seeds = returns.shape[0]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    marker = curve_marker(steps.size)
     mean, low, high = mean_confidence_interval(returns, confidence)
     if num_seeds > 1:
         for seed_curve in returns:
-            ax.plot(steps, seed_curve, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, seed_curve, color="tab:blue", alpha=0.25, linewidth=0.8, marker=marker, markersize=2.5)
         ax.fill_between(
             steps, low, high, color="tab:blue", alpha=0.2, linewidth=0,
             label=f"{confidence:.0%} interval of the mean (t, {num_seeds} seeds)",
@@ -74,8 +87,8 @@ def plot_learning_curve(
             pad = 0.08 * max(float(finite.max() - finite.min()), 1e-6)
             ax.set_ylim(float(finite.min()) - pad, float(finite.max()) + pad)
     label = f"mean of {num_seeds} seeds" if num_seeds > 1 else "return"
-    ax.plot(steps, mean, color="tab:blue", linewidth=2.0, label=label)
-    ax.set_xlabel("environment steps")
+    ax.plot(steps, mean, color="tab:blue", linewidth=2.0, label=label, marker=marker, markersize=4)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)

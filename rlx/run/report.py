@@ -18,10 +18,13 @@ ranges in :data:`NORMALIZATION` (returns whose range is fixed by the environment
 ``--normalize ENV=LOW,HIGH``.
 
 A run's score is its last evaluation return per seed (``--last K``: the mean of the last K
-evaluations). Runs are grouped by agent and config: the seeds of one run and runs that differ only
-in their seed are pooled; agents with several configs are labelled by the fields that differ.
-Written to ``--out``: ``report.md``, ``report.csv`` and ``report.png`` (IQM learning curves with
-their intervals per task, and the final IQMs with intervals).
+evaluations). Runs are grouped by agent, config and task, a task being the env with its env
+kwargs (``rlx/KeyDoor-v0 [size=9]``): the seeds of one run and runs that differ only in their
+seed are pooled; agents with several configs are labelled by the fields that differ. Curves are
+drawn against the runs' own step counter: env steps, or gradient steps for offline agents.
+Written to ``--out`` (default: ``report/`` inside the first RUN_DIR): ``report.md``,
+``report.csv`` and ``report.png`` (IQM learning curves with their intervals per task, and the
+final IQMs with intervals).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ NORMALIZATION: dict[str, tuple[float, float, str]] = {
     "gymnax/CartPole-v1": (0.0, 500.0, "return range: +1 per step, 500 steps"),
     "gymnax/Acrobot-v1": (-500.0, 0.0, "return range: -1 per step, 500 steps"),
 }
+
+# Agents whose step counter counts gradient steps (offline: no env step is taken); read from a
+# run's config.json "schedule" when it names its step_unit.
+OFFLINE_AGENTS = ("mopo", "mobile", "morec_mopo", "morec_mobile")
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
@@ -122,6 +129,16 @@ class RunData:
     config: dict
     steps: np.ndarray  # (num_evals,)
     returns: np.ndarray  # (num_seeds, num_evals): each seed's mean evaluation return
+    env_kwargs: dict = dataclasses.field(default_factory=dict)
+    step_unit: str = "env steps"  # "gradient steps" for an offline agent
+
+    @property
+    def task(self) -> str:
+        """The env, with its env kwargs when it has some: runs of one env with different
+        options are different tasks."""
+        if not self.env_kwargs:
+            return self.env
+        return f"{self.env} [" + ", ".join(f"{k}={v}" for k, v in sorted(self.env_kwargs.items())) + "]"
 
 
 def _read_run(path: Path) -> RunData:
@@ -139,7 +156,13 @@ def _read_run(path: Path) -> RunData:
             value = row.get(f"seed{i}/eval/return_mean", row.get("eval/return_mean") if num_seeds == 1 else None)
             returns[i, e] = np.nan if value is None else float(value)
     steps = np.array([int(row["step"]) for row in rows])
-    return RunData(path, str(info["agent"]), str(info["env"]), dict(info.get("config", {})), steps, returns)
+    unit = (info.get("schedule") or {}).get("step_unit")
+    if unit is None:  # written before the schedule named its unit
+        unit = "gradient steps" if str(info["agent"]) in OFFLINE_AGENTS else "env steps"
+    return RunData(
+        path, str(info["agent"]), str(info["env"]), dict(info.get("config", {})), steps, returns,
+        dict(info.get("env_kwargs") or {}), str(unit),
+    )
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -175,6 +198,7 @@ class TaskResult:
     norm_range: tuple[float, float] | None
     steps: np.ndarray  # common evaluation steps of the curves
     curve: np.ndarray  # (num_scores, len(steps)) returns at the common steps
+    step_unit: str = "env steps"  # of ``steps``: "gradient steps" for an offline agent
 
 
 @dataclasses.dataclass
@@ -272,6 +296,19 @@ def _common_curve(runs: list[RunData]) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.concatenate(curves, axis=0)
 
 
+def _task_range(task: str, run: RunData, given: dict) -> tuple[float, float] | None:
+    """The normalization of a task: given for the task itself (env with kwargs) or its env, or a
+    built-in one of its env; a built-in return range holds for the default env options only,
+    a success rate for any."""
+    for key in (task, run.env):
+        if key in given:
+            return tuple(given[key])
+    builtin = NORMALIZATION.get(run.env)
+    if builtin is not None and (not run.env_kwargs or builtin[2] == "success rate"):
+        return builtin[0], builtin[1]
+    return None
+
+
 def aggregate(
     run_dirs: Sequence[str | Path], *, last: int = 1, normalization: dict[str, tuple[float, float]] | None = None,
     resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED,
@@ -281,11 +318,9 @@ def aggregate(
         raise ValueError(f"--last must be >= 1, got {last}")
     paths = find_runs(run_dirs)
     runs = [_read_run(p) for p in paths]
-    ranges = {k: (lo, hi) for k, (lo, hi, _) in NORMALIZATION.items()}
-    ranges.update(normalization or {})
     groups: dict[tuple[str, str], list[RunData]] = {}
     for label, r in zip(_labels(runs), runs, strict=True):
-        groups.setdefault((label, r.env), []).append(r)
+        groups.setdefault((label, r.task), []).append(r)
     tasks = []
     for (label, env), members in sorted(groups.items()):
         scores = np.concatenate([np.mean(r.returns[:, -last:], axis=1) for r in members])
@@ -293,9 +328,11 @@ def aggregate(
             bad = [str(r.path) for r in members if not np.all(np.isfinite(r.returns[:, -last:]))]
             raise ValueError(f"non-finite evaluation returns in {', '.join(bad)}; cannot aggregate them")
         steps, curve = _common_curve(members)
+        norm = _task_range(env, members[0], normalization or {})
         tasks.append(TaskResult(
             label, env, scores, iqm(scores), bootstrap_ci(scores, resamples=resamples, confidence=confidence, seed=seed),
-            float(np.mean(scores)), float(np.median(scores)), env in ranges, ranges.get(env), steps, curve,
+            float(np.mean(scores)), float(np.median(scores)), norm is not None, norm, steps, curve,
+            members[0].step_unit if len({r.step_unit for r in members}) == 1 else "steps",
         ))
     aggregates = []
     for label in sorted({t.label for t in tasks}):
@@ -319,6 +356,8 @@ def plot_report(report: Report, path: Path) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from rlx.run.plot import curve_marker
+
     task_names = sorted({t.task for t in report.tasks})
     panels = len(task_names) + (1 if report.aggregates else 0)
     cols = min(3, panels)
@@ -334,10 +373,14 @@ def plot_report(report: Report, path: Path) -> None:
                 bootstrap_ci(t.curve[:, j], resamples=min(report.resamples, 500), confidence=report.confidence, seed=rng_seed)
                 for j in range(t.steps.size)
             ])
-            ax.plot(t.steps, curve_iqm, color=colors[t.label], label=f"{t.label} (n={t.scores.size})")
+            ax.plot(
+                t.steps, curve_iqm, color=colors[t.label], label=f"{t.label} (n={t.scores.size})",
+                marker=curve_marker(t.steps.size), markersize=4,
+            )
             ax.fill_between(t.steps, bands[:, 0], bands[:, 1], color=colors[t.label], alpha=0.25)
         ax.set_title(task)
-        ax.set_xlabel("env steps")
+        units = sorted({t.step_unit for t in report.tasks if t.task == task})
+        ax.set_xlabel(units[0] if len(units) == 1 else " / ".join(units))
         ax.set_ylabel("evaluation return (IQM)")
         ax.legend(fontsize=8)
     if report.aggregates:
@@ -396,7 +439,10 @@ def add_parser(subparsers) -> None:
         description=__doc__.split("\n\n")[0].replace("``", ""),
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders containing them (sweeps)")
-    p.add_argument("--out", default="report", help="folder for report.md, report.csv, report.png (default: %(default)s)")
+    p.add_argument(
+        "--out", default=None,
+        help="folder for report.md, report.csv, report.png (default: report/ inside the first RUN_DIR)",
+    )
     p.add_argument("--last", type=int, default=1, metavar="K", help="score = mean of the last K evaluations (default: %(default)s)")
     p.add_argument(
         "--normalize", action="append", default=[], metavar="ENV=LOW,HIGH",
@@ -407,12 +453,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default: %(default)s)")
 
 
+def default_out(run_dirs: Sequence[str | Path]) -> Path:
+    """Where a report goes without ``--out``: ``report/`` inside the first folder given, next to
+    the runs it describes (not in the current folder)."""
+    return Path(run_dirs[0]) / "report"
+
+
 def report_command(args: argparse.Namespace) -> int:
     report = aggregate(
         args.run_dirs, last=args.last, normalization=_parse_normalize(args.normalize),
         resamples=args.resamples, confidence=args.confidence, seed=args.seed,
     )
-    paths = write_report(report, args.out)
+    paths = write_report(report, args.out if args.out is not None else default_out(args.run_dirs))
     print(report.markdown(), end="")
     print(f"wrote {paths['md']}, {paths['csv']}, {paths['png']}")
     return 0

@@ -134,7 +134,7 @@ class SweepResult:
         head = ["rank", "point", *fields, "final return (mean +- std over seeds)"]
         lines = [f"# {title}", ""] if title else []
         lines += [
-            f"Final evaluation return after {self.schedule.total_env_steps:,} env steps, "
+            f"Final evaluation return after {self.schedule.total_env_steps:,} {self.schedule.step_unit}, "
             f"{self.final_return.shape[1]} seed(s) per point, best first.",
             "",
             "| " + " | ".join(head) + " |",
@@ -310,6 +310,7 @@ def _write_summary(result: SweepResult, out: Path, title: str) -> None:
             "points": rows,
             "final_return_per_seed": [[float(x) for x in r] for r in result.final_return],
             "env_steps_per_run": int(result.schedule.total_env_steps),
+            "step_unit": result.schedule.step_unit,  # "gradient steps" for an offline agent
             "compile_seconds": round(result.compile_seconds, 3),
             "run_seconds": round(result.run_seconds, 3),
             "env_steps_per_second": round(

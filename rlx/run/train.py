@@ -42,12 +42,18 @@ class TrainOutput(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """How ``total_steps`` is cut into iterations and evaluation blocks (all static)."""
+    """How ``total_steps`` is cut into iterations and evaluation blocks (all static).
+
+    ``step_unit`` names what the runner's step counter counts: "env steps" for online agents,
+    "gradient steps" for offline ones (a config's ``step_unit`` property), so that messages,
+    ``summary.json``, plots and reports name the x axis right.
+    """
 
     env_steps_per_iteration: int
     warmup_env_steps: int
     iterations_per_eval: int
     num_evals: int
+    step_unit: str = "env steps"
 
     @classmethod
     def from_config(cls, config) -> Schedule:
@@ -57,7 +63,7 @@ class Schedule:
         remaining = max(0, config.total_steps - warmup)
         # Round up: the run covers at least ``total_steps`` in whole evaluation blocks.
         num_evals = max(1, -(-remaining // (iters_per_eval * per_iter)))
-        return cls(per_iter, warmup, iters_per_eval, num_evals)
+        return cls(per_iter, warmup, iters_per_eval, num_evals, str(getattr(config, "step_unit", "env steps")))
 
     @property
     def env_steps_per_eval(self) -> int:
@@ -65,8 +71,42 @@ class Schedule:
 
     @property
     def total_env_steps(self) -> int:
-        """Env steps actually run (``total_steps`` rounded up to whole evaluation blocks)."""
+        """Steps actually run (``total_steps`` rounded up to whole evaluation blocks), in
+        ``step_unit`` (gradient steps for an offline agent)."""
         return self.warmup_env_steps + self.num_evals * self.env_steps_per_eval
+
+    @property
+    def unit_key(self) -> str:
+        """``step_unit`` as a key fragment: "env_steps" or "gradient_steps"."""
+        return self.step_unit.replace(" ", "_")
+
+    def rounding_note(self, config) -> str | None:
+        """What the schedule changed of ``config``'s ``eval_every`` and ``total_steps`` (both
+        rounded to whole iterations and evaluation blocks), or None when it runs them exactly."""
+        unit = self.step_unit
+        changes = []
+        if self.env_steps_per_eval != int(config.eval_every):
+            changes.append(
+                f"eval_every={int(config.eval_every):,} runs as {self.env_steps_per_eval:,} {unit} "
+                f"({self.iterations_per_eval} iteration(s) of {self.env_steps_per_iteration:,})"
+            )
+        if self.total_env_steps != int(config.total_steps):
+            warmup = f"warm-up {self.warmup_env_steps:,} + " if self.warmup_env_steps else ""
+            changes.append(
+                f"total_steps={int(config.total_steps):,} runs as {self.total_env_steps:,} {unit} per seed "
+                f"({warmup}{self.num_evals} evaluation block(s) of {self.env_steps_per_eval:,})"
+            )
+        if not changes:
+            return None
+        per_iter = self.env_steps_per_iteration
+        hint = (
+            "for exact counts make "
+            + (f"eval_every a multiple of {per_iter:,} (one iteration) and " if per_iter > 1 else "")
+            + "total_steps"
+            + (" - warm-up" if self.warmup_env_steps else "")
+            + " a multiple of eval_every"
+        )
+        return "note: " + "; ".join(changes) + "; " + hint
 
 
 class EpisodeStats(NamedTuple):
