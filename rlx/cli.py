@@ -9,6 +9,10 @@
     rlx sweep sac --set critic_lr=1e-4,3e-4 --set tau=0.005,0.01 --num-seeds 4 --out runs/s
     rlx envs                      # registered environment names
     python -m rlx ...             # the same
+
+Commands start in a fraction of a second: the parser is built for the command asked for only,
+and that of ``rlx train ALGO`` from rlx/cli_spec.json (see :mod:`rlx.cli_spec`) rather than
+from the imported agent, so help and refused flags come before jax is imported.
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ def _default_text(value) -> str:
 
 def seed_type(text: str) -> int:
     """argparse type of ``--seed``: a 64-bit integer, refused at parse time otherwise."""
-    from rlx.core.config import ConfigError, check_seed
+    from rlx.core.seeds import seed_problem  # no JAX: the refusal comes at once
 
     try:
-        return check_seed(int(text))
-    except ValueError as err:  # ConfigError is a ValueError, and so is int("x")
-        raise argparse.ArgumentTypeError(str(err) if isinstance(err, ConfigError) else f"{text!r} is not an integer") from None
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    problem = seed_problem(seed)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return seed
 
 
 # A negative number in scientific notation ("-1e-3"): argparse reads it as an option.
@@ -72,12 +80,14 @@ class _Given(argparse.Action):
 
 
 def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
-    agent = get_agent(algo)
-    cfg_cls = agent.Config
+    """The parser of ``rlx train ALGO``, read from :mod:`rlx.cli_spec` (no agent is imported)."""
+    from rlx import cli_spec
+
+    info = cli_spec.agent_info(algo)
     p = sub.add_parser(
         algo,
         help=f"train {algo.upper()}",
-        description=(agent.__doc__ or "").strip().split("\n\n")[0],
+        description=info["description"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = p.add_argument_group("run")
@@ -98,31 +108,28 @@ def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
     )
     run.add_argument("--devices", type=int, default=None, help="spread the runs (seeds, sweep points) over at most this many devices; with --data-parallel, the devices that share the one agent (default: all visible)")
     run.add_argument("--distributed", action="store_true", help="one process per host: call jax.distributed.initialize() first (see README)")
-    if getattr(agent, "DATA_PARALLEL", False):
+    if info["data_parallel"]:
         run.add_argument(
             "--data-parallel", action="store_true",
             help="train one agent on all visible devices (at most --devices): envs, replay and minibatches "
             "split over them, gradients averaged; num_envs and batch_size must be multiples of the device count",
         )
-    from rlx.run.compile_cache import add_arguments as add_compile_cache_flags
-
-    add_compile_cache_flags(run)
-    if hasattr(agent, "add_cli_arguments"):  # agent-specific inputs, e.g. an offline dataset
-        agent.add_cli_arguments(run)
-    presets = getattr(agent, "PRESETS", {})
+    cli_spec.add_compile_cache_flags(run)
+    cli_spec.add_extra_arguments(algo, info, run)  # agent-specific inputs, e.g. an offline dataset
+    presets = info["presets"]  # name -> its _doc
     if presets:
         run.add_argument(
             "--preset", choices=sorted(presets), default=None,
             help="named set of config values applied before individual flags: "
-            + "; ".join(f"{k}: {v.get('_doc', '')}" for k, v in sorted(presets.items())),
+            + "; ".join(f"{k}: {doc}" for k, doc in sorted(presets.items())),
         )
-    fields = p.add_argument_group(f"{cfg_cls.__name__} fields (static: fixes the compiled program; tunable: sweepable)")
-    for name, default, text, allowed, is_tunable in cfg_cls.field_help():
+    fields = p.add_argument_group(f"{info['config_class']} fields (static: fixes the compiled program; tunable: sweepable)")
+    for name, default_text, text, allowed, is_tunable in info["fields"]:
         kind = "tunable" if is_tunable else "static"
         extra = f"; {allowed}" if allowed else ""
         fields.add_argument(
             _flag(name), dest=f"cfg_{name}", default=None, metavar="V",
-            help=f"{text} (default: {_default_text(default)}{extra}; {kind})",
+            help=f"{text} (default: {default_text}{extra}; {kind})",
         )
     return p
 
@@ -143,28 +150,58 @@ def env_module_refs(args) -> list[str]:
     return [str(Path(m).resolve()) if is_env_module_file(m) else m for m in getattr(args, "env_module", None) or []]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The commands in the order `rlx --help` lists them, with the help of those defined here (the
+# others' help is in rlx/cli_spec.json, read without importing their modules).
+_COMMANDS = ("train", "sweep", "eval", "report", "dataset", "envs", "agents")
+_OWN_COMMAND_HELP = {
+    "train": "train an agent", "eval": "evaluate a saved run",
+    "envs": "list registered environments", "agents": "list agents",
+}
+
+
+def _positionals(argv: list[str]) -> list[str]:
+    """The words of a command line that are not options (``rlx train sac --seed 3``: train, sac,
+    3). The first two name the command and its ALGO: those levels have no option but -h, so no
+    option takes a value before them."""
+    return [token for token in argv if not token.startswith("-")]
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``rlx`` parser. With ``argv``, only the command it names is built in full (the
+    others are listed by name and help), so that ``rlx --help`` or a mistyped flag does not
+    import every agent and command module; without it, every command in full (documentation,
+    tests)."""
+    wanted = None if argv is None else _positionals(argv)[:2]
+    everything = wanted is None
     parser = argparse.ArgumentParser(prog="rlx", description="JAX-native reinforcement learning.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an agent")
-    algos = train.add_subparsers(dest="algo", required=True, metavar="ALGO")
-    for algo in agent_names():
-        p = _add_train_parser(algos, algo)
-        _add_checkpoint_flags(p)
-        _add_sink_flags(p)
-        _add_debug_flags(p)
-    from rlx.run.sweep import add_parser as add_sweep_parser
+    for command in _COMMANDS:
+        full = everything or (bool(wanted) and wanted[0] == command)
+        if command == "train":
+            train = sub.add_parser("train", help=_OWN_COMMAND_HELP["train"])
+            algos = train.add_subparsers(dest="algo", required=True, metavar="ALGO")
+            for algo in agent_names():
+                if everything or (full and len(wanted) > 1 and wanted[1] == algo):
+                    p = _add_train_parser(algos, algo)
+                    _add_checkpoint_flags(p)
+                    _add_sink_flags(p)
+                    _add_debug_flags(p)
+                else:  # named in `rlx train --help`, built when asked for
+                    algos.add_parser(algo, help=f"train {algo.upper()}")
+        elif command == "eval" and full:
+            _add_eval_parser(sub)
+        elif command in _OWN_COMMAND_HELP:
+            sub.add_parser(command, help=_OWN_COMMAND_HELP[command])
+        else:  # sweep, report, dataset: their modules import jax
+            from rlx.cli_spec import HEAVY_COMMANDS, command_help
 
-    add_sweep_parser(sub)
-    _add_eval_parser(sub)
-    from rlx.run.report import add_parser as add_report_parser
+            helped = command_help(command)
+            if full or helped is None:
+                import importlib
 
-    add_report_parser(sub)
-    from rlx.run.dataset_cli import add_parser as add_dataset_parser
-
-    add_dataset_parser(sub)
-    sub.add_parser("envs", help="list registered environments")
-    sub.add_parser("agents", help="list agents")
+                importlib.import_module(HEAVY_COMMANDS[command]).add_parser(sub)
+            else:
+                sub.add_parser(command, help=helped)
     return parser
 
 
@@ -392,7 +429,7 @@ def resume_command(agent, args) -> int:
     if result.start_evaluation >= num_evals:
         print(
             f"{spec.run_dir} is already complete ({num_evals} evaluations, "
-            f"{result.schedule.total_env_steps:,} env steps per seed): nothing to resume. "
+            f"{result.schedule.total_env_steps:,} {result.step_unit} per seed): nothing to resume. "
             f"Evaluate it with: rlx eval {spec.run_dir}"
         )
         return 0
@@ -458,9 +495,9 @@ def _print_result(result, out) -> None:
     final = result.final_return
     spread = f" +- {final.std():.1f} over {final.size} seeds" if final.size > 1 else ""
     print(
-        f"final evaluation return {final.mean():.1f}{spread} after {result.schedule.total_env_steps:,} env steps "
+        f"final evaluation return {final.mean():.1f}{spread} after {result.schedule.total_env_steps:,} {result.step_unit} "
         f"(compile {result.compile_seconds:.1f} s, run {result.run_seconds:.1f} s, "
-        f"{result.env_steps_per_second:,.0f} env steps/s)"
+        f"{result.steps_per_second:,.0f} {result.step_unit}/s)"
     )
     saved = ", checkpoints/" if result.checkpoint is not None else ""
     print(f"wrote {out}/: metrics.jsonl, metrics.csv, config.json, summary.json, learning_curve.png{saved}")
@@ -468,7 +505,8 @@ def _print_result(result, out) -> None:
 
 def _start_distributed(argv: list[str]) -> None:
     """``--distributed``: ``jax.distributed.initialize()`` before anything touches the devices
-    (importing gymnax does, and building the parser imports the agents). Auto-detected on TPU
+    (importing gymnax does, and so does building the parser of a command whose module imports
+    the agents, such as ``rlx sweep``). Auto-detected on TPU
     pod slices, SLURM and Open MPI; elsewhere from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
     and JAX_PROCESS_ID."""
     if "--distributed" not in argv:
@@ -508,8 +546,18 @@ def main(argv: list[str] | None = None) -> int:
         quit_on_ctrl_c()
     argv = sys.argv[1:] if argv is None else argv
     _start_distributed(argv)
-    parser = build_parser()
-    args = parser.parse_args(join_negative_values(argv))
+    argv = join_negative_values(argv)
+    args = build_parser(argv).parse_args(argv)
+    if args.command == "agents":
+        print("\n".join(agent_names()))
+        return 0
+    if args.command == "envs":
+        from rlx.cli_spec import fast_env_names
+
+        names = fast_env_names()  # None: only importing rlx.envs (and the suites) can tell
+        if names is not None:
+            print("\n".join(names))
+            return 0
     from rlx.core.config import ConfigError
     from rlx.envs import UnknownEnvironmentError
     from rlx.run.checkpoint import TrainingInterrupted

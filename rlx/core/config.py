@@ -23,6 +23,8 @@ import jax
 import numpy as np
 from flax import struct
 
+from rlx.core.seeds import SEED_RANGE, seed_problem  # noqa: F401  (SEED_RANGE: re-exported)
+
 __all__ = [
     "Config", "ConfigError", "TrainConfig", "check_seed", "config_dataclass", "stack_configs", "static", "tunable",
 ]
@@ -30,8 +32,6 @@ __all__ = [
 # Integer fields count steps, envs, sizes: inside the compiled program they are int32 (JAX's
 # default without x64), so a larger value would wrap around silently.
 INT32_MAX = 2**31 - 1
-# jax.random.PRNGKey takes a signed 64-bit seed.
-SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 class ConfigError(ValueError):
@@ -40,11 +40,9 @@ class ConfigError(ValueError):
 
 def check_seed(seed, name: str = "seed") -> int:
     """``seed`` as an int, or a :class:`ConfigError` naming the allowed range (a 64-bit integer)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"{name}={seed!r} must be an integer")
-    low, high = SEED_RANGE
-    if not low <= int(seed) <= high:
-        raise ConfigError(f"{name}={seed} is out of range; allowed: {low} <= {name} <= {high} (a 64-bit integer)")
+    problem = seed_problem(seed, name)
+    if problem:
+        raise ConfigError(problem)
     return int(seed)
 
 
