@@ -25,3 +25,19 @@ def pytest_xdist_make_scheduler(config, log):
     from _xdist_groups import FixtureGroupScheduling
 
     return FixtureGroupScheduling(config, log)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures the plotting code saves, kept for inspection."""
+    import matplotlib.figure
+
+    figures = []
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    return figures

@@ -215,17 +215,8 @@ def test_report_default_out_is_inside_the_runs_folder(runs, tmp_path, monkeypatc
     assert main(["report", str(root)]) == 0
 
 
-def test_report_plot_markers_and_step_unit(tmp_path, monkeypatch):
-    import matplotlib.figure
-
-    figures = []
-    original = matplotlib.figure.Figure.savefig
-
-    def keep(self, *args, **kwargs):
-        figures.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+def test_report_plot_markers_and_step_unit(tmp_path, saved_figures):
+    figures = saved_figures
     write_run(tmp_path / "runs" / "offline", "mopo", "gymnax/Pendulum-v1", [-200.0, -150.0], num_evals=1,
               schedule={"step_unit": "gradient steps"})
     write_run(tmp_path / "runs" / "old", "morec_mobile", "gymnax/Acrobot-v1", [-100.0], num_evals=1)  # no unit in file

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import matplotlib.figure
 import numpy as np
 import pytest
 
@@ -23,20 +22,6 @@ DEFAULT_ENVS = {
     "sac": "gymnax/Pendulum-v1", "dsac_t": "gymnax/Pendulum-v1", "ppo": "gymnax/CartPole-v1",
     "grpo": "rlx/KeyDoor-v0", "gigpo": "rlx/KeyDoor-v0",
 }
-
-
-@pytest.fixture
-def saved_figures(monkeypatch):
-    """The figures the plotting code saves, kept for inspection."""
-    figures = []
-    original = matplotlib.figure.Figure.savefig
-
-    def keep(self, *args, **kwargs):
-        figures.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
-    return figures
 
 
 def test_every_agent_runs_exactly_its_default_total_steps():
