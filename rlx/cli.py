@@ -474,7 +474,7 @@ def eval_command(args) -> int:
         print(json.dumps({**report.to_dict(), **({"video": str(filmed.path)} if video else {})}, indent=2))
         return 0
     print(
-        f"{report.checkpoint}: after evaluation {report.evaluation}, {report.env_steps:,} env steps per seed; "
+        f"{report.checkpoint}: after evaluation {report.evaluation}, {report.env_steps:,} {report.step_unit} per seed; "
         f"deterministic policy, {report.returns.shape[1]} episodes per seed"
     )
     if report.returns.shape[0] > 1:

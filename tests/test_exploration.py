@@ -226,3 +226,27 @@ def test_pretrain_finetune_runs_end_to_end_from_the_pretrained_learner_for_the_f
     assert counts(out.state.learner) == [c + steps for c in counts(pre)]
     assert int(out.state.env_steps) == 200 and int(np.asarray(out.metrics["step"])[-1]) == 200
     assert int(out.state.buffer.size) == 200 and out.state.intrinsic is None
+
+
+@pytest.mark.timeout(200)
+def test_explore_is_the_compiled_training_from_its_key_and_reports_progress(four_rooms, capsys):
+    """``explore`` runs through rlx.run.run (chunked, with a bar): the same data as one
+    ``jax.jit(train)(key)``, bit for bit; the logged loss means agree up to float rounding (the
+    two programs fuse their reductions differently)."""
+    from rlx.run import make_train
+
+    env, params = four_rooms
+    config = P.exploration_config(total_steps=300, learning_starts=100, eval_every=100, hidden_sizes=(8,), batch_size=8)
+    result = P.explore(jax.random.PRNGKey(3), sac, config, env, params, I.RND(hidden_sizes=(8,), embed_dim=4))
+    assert "step" in capsys.readouterr().err  # the progress bar
+    train = make_train(P.with_intrinsic(sac, I.RND(hidden_sizes=(8,), embed_dim=4)), config, env, params)
+    out = jax.jit(train)(jax.random.PRNGKey(3))
+    reference = P.buffer_dataset(out.state.agent_state.buffer)
+    for name, a, b in zip(reference._fields, reference, result.dataset, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+    for name, values in out.metrics.items():
+        np.testing.assert_allclose(np.asarray(values), result.metrics[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    planned = P.plan(result.dataset, env.goal_reward(0), jax.random.PRNGKey(1), config=P.planning_config(
+        hidden_sizes=(8,), batch_size=8), num_updates=20, num_logs=2)
+    assert "offline updates: 100%" in capsys.readouterr().err  # the planning bar, fed after each stretch
+    assert planned.metrics["loss/critic"].shape == (2,)

@@ -1,5 +1,8 @@
 """Notebooks run top to bottom (tiny settings via RLX_NOTEBOOK_QUICK=1)."""
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -32,3 +35,73 @@ def test_notebook_executes(path, monkeypatch):
 
 def test_every_notebook_is_checked():
     assert sorted(p.name for p in NOTEBOOKS) == sorted(EXPECTED)
+
+
+# --- the install cell (notebooks/install_cell.py), checked without network ------------------------
+
+REPO = Path(__file__).parent.parent
+sys.path.insert(0, str(REPO / "notebooks"))
+import install_cell  # noqa: E402
+
+
+def test_every_notebook_starts_with_the_one_install_cell():
+    assert install_cell.main(["--check"]) == 0
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.cells[install_cell.install_cell_index(nb.cells)].source == install_cell.CELL.rstrip("\n")
+
+
+def run_install_cell(monkeypatch, cwd, *, installed=False, field="", env=None):
+    """Run the cell as Jupyter would; returns the pip commands it ran (none is run for real)."""
+    calls = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if installed else (None if name == "rlx" else real_find_spec(name, *a)))
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.chdir(cwd)
+    if env is None:
+        monkeypatch.delenv("RLX_SOURCE", raising=False)
+    else:
+        monkeypatch.setenv("RLX_SOURCE", env)
+    source = install_cell.CELL.replace('RLX_SOURCE = ""', f"RLX_SOURCE = {field!r}", 1)
+    exec(compile(source, "install_cell", "exec"), {"__name__": "__main__"})
+    return calls
+
+
+def pip_target(calls):
+    (cmd,) = calls
+    assert cmd[:5] == [sys.executable, "-m", "pip", "install", "-q"]
+    return cmd[5]
+
+
+def test_install_cell_does_nothing_where_rlx_is_installed(monkeypatch, tmp_path):
+    assert run_install_cell(monkeypatch, tmp_path, installed=True) == []
+
+
+def test_install_cell_installs_the_checkout_it_sits_in(monkeypatch):
+    assert pip_target(run_install_cell(monkeypatch, REPO / "notebooks")) == f"{REPO.resolve()}[notebook]"
+
+
+def test_install_cell_on_a_fresh_runtime_asks_for_a_source(monkeypatch, tmp_path):
+    with pytest.raises(RuntimeError, match="set RLX_SOURCE"):
+        run_install_cell(monkeypatch, tmp_path)  # e.g. Colab's /content: no checkout around
+
+
+def test_install_cell_takes_a_wheel_a_git_url_or_a_requirement(monkeypatch, tmp_path):
+    wheel = tmp_path / "rlx-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert pip_target(run_install_cell(monkeypatch, tmp_path, field=str(wheel))) == f"{wheel}[notebook]"
+    url = "git+https://example.org/team/rlx.git@main"
+    assert pip_target(run_install_cell(monkeypatch, tmp_path, field=url)) == f"rlx[notebook] @ {url}"
+    assert pip_target(run_install_cell(monkeypatch, tmp_path, field="rlx==0.1.0")) == "rlx==0.1.0"
+    # the environment variable is used the same way; the cell's field wins over it
+    assert pip_target(run_install_cell(monkeypatch, tmp_path, env=url)) == f"rlx[notebook] @ {url}"
+    assert pip_target(run_install_cell(monkeypatch, tmp_path, field="rlx==0.1.0", env=url)) == "rlx==0.1.0"
+
+
+def test_install_cell_git_requirement_is_valid_for_pip(monkeypatch, tmp_path):
+    from pip._vendor.packaging.requirements import Requirement
+
+    target = pip_target(run_install_cell(monkeypatch, tmp_path, field="git+https://example.org/team/rlx.git@main"))
+    requirement = Requirement(target)
+    assert (requirement.name, requirement.extras) == ("rlx", {"notebook"})
+    assert requirement.url == "git+https://example.org/team/rlx.git@main"

@@ -479,7 +479,7 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Calla
     build = build or (lambda *a, **kw: build_agent(algorithm, *a, **kw))
     agent = build(
         dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed),
-        env=env, env_params=env_params, path=args.dataset,
+        env=env, env_params=env_params, path=args.dataset, progress=not getattr(args, "no_progress", False),
     )
     if args.save_dynamics:
         ens.save_dynamics(args.save_dynamics, agent.dynamics)

@@ -223,18 +223,20 @@ def buffer_dataset(buffer) -> Dataset:
     )
 
 
-def explore(key, agent, config, env, env_params, module) -> ExplorationResult:
+def explore(key, agent, config, env, env_params, module, *, progress: bool = True) -> ExplorationResult:
     """Train ``agent`` on ``module``'s bonus alone for ``config.total_steps`` env steps and return
     everything it collected as a Dataset. The ``rewards`` column keeps what the env emitted; the
-    learner never read it. Config and env are checked before anything is compiled."""
-    from rlx.run.train import make_train
+    learner never read it. Config and env are checked before anything is compiled. The run is
+    :func:`rlx.run.run`'s from ``key`` (a progress bar unless ``progress=False``): the same data
+    as ``jax.jit(train)(key)``, bit for bit (logged loss means agree up to float rounding)."""
+    from rlx.run.driver import run
 
     config.validate()
     _check_explore_config(config)
-    train = make_train(with_intrinsic(agent, module, 0.0, 1.0), config, env, env_params)
-    out = jax.jit(train)(key)
-    state = out.state.agent_state
-    return ExplorationResult(buffer_dataset(state.buffer), state, jax.tree.map(np.asarray, out.metrics))
+    result = run(with_intrinsic(agent, module, 0.0, 1.0), config, env, env_params, key=key, progress=progress)
+    state = result.state.agent_state
+    metrics = {name: values[0] for name, values in result.metrics.items()}  # the one seed
+    return ExplorationResult(buffer_dataset(state.buffer), state, metrics)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,9 +266,12 @@ class _LearnerState(NamedTuple):
     learner: Any
 
 
-def offline_learn(agent, config, dataset: Dataset, key, num_updates: int, num_logs: int = 10, learner=None):
+def offline_learn(agent, config, dataset: Dataset, key, num_updates: int, num_logs: int = 10, learner=None,
+                  *, progress: bool = False):
     """``num_updates`` of the agent's gradient step on minibatches of a fixed dataset (no env).
-    One compiled ``lax.scan``; returns (learner, metrics of ``num_logs`` stretches)."""
+    One compiled ``lax.scan``; returns (learner, metrics of ``num_logs`` stretches). ``progress``
+    shows a bar fed after each stretch by a host callback (progress only: the results are the
+    same without it)."""
     if num_updates < 1 or num_logs < 1 or num_updates % num_logs:
         raise ConfigError(f"num_updates={num_updates} must be >= 1 and a multiple of num_logs={num_logs}")
     if dataset.size < config.batch_size:
@@ -288,12 +293,29 @@ def offline_learn(agent, config, dataset: Dataset, key, num_updates: int, num_lo
 
         def stretch(carry, key):
             carry, metrics = jax.lax.scan(one, carry, jax.random.split(key, num_updates // num_logs))
+            if bar is not None:
+                jax.debug.callback(on_stretch, metrics["loss/critic"][-1] if "loss/critic" in metrics else jnp.nan)
             return carry, jax.tree.map(jnp.mean, metrics)
 
         (final, _), metrics = jax.lax.scan(stretch, (start, jnp.int32(0)), jax.random.split(k_loop, num_logs))
         return final, metrics
 
-    final, metrics = jax.jit(run)(key)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_updates, desc="offline updates", unit="update", unit_scale=True, dynamic_ncols=True)
+
+        def on_stretch(critic_loss):
+            bar.update(num_updates // num_logs)
+            bar.set_postfix_str(f"critic loss {float(critic_loss):.4g}", refresh=False)
+
+    try:
+        final, metrics = jax.jit(run)(key)
+        jax.effects_barrier()  # every callback has run before the bar closes
+    finally:
+        if bar is not None:
+            bar.close()
     return final, jax.tree.map(np.asarray, metrics)
 
 
@@ -314,14 +336,15 @@ def planning_config(agent=None, **overrides):
 
 
 def plan(dataset: Dataset, reward_fn: Callable, key, agent=None, config=None, num_updates: int = 20_000,
-         num_logs: int = 10) -> PlanResult:
+         num_logs: int = 10, *, progress: bool = True) -> PlanResult:
     """A policy for ``reward_fn`` from ``dataset`` alone: relabel, then ``num_updates`` offline
-    updates of ``agent``'s learner (SAC by default, :func:`planning_config` unless ``config``)."""
+    updates of ``agent``'s learner (SAC by default, :func:`planning_config` unless ``config``),
+    with a progress bar unless ``progress=False``."""
     if agent is None:
         from rlx.agents import sac as agent
     config = (planning_config(agent) if config is None else config).validate()
     labelled = relabel(dataset, reward_fn)
-    learner, metrics = offline_learn(agent, config, labelled, key, num_updates, num_logs)
+    learner, metrics = offline_learn(agent, config, labelled, key, num_updates, num_logs, progress=progress)
     policy = agent.make_policy(config, _LearnerState(learner), deterministic=True)
     return PlanResult(policy, learner, metrics)
 

@@ -734,10 +734,11 @@ class EvalReport:
     run_dir: Path
     checkpoint: Path
     evaluation: int  # evaluation blocks done when the checkpoint was written
-    env_steps: int  # per seed
+    env_steps: int  # steps per seed, in ``step_unit``
     returns: np.ndarray
 
     @property
+    step_unit: str = "env steps"  # "gradient steps" for an offline agent
     def per_seed_mean(self) -> np.ndarray:
         return self.returns.mean(axis=1)
 
@@ -768,6 +769,7 @@ class EvalReport:
             "env_steps": self.env_steps,
             "episodes": int(self.returns.shape[1]),
             "return_mean": self.return_mean,
+            "step_unit": self.step_unit,
             "return_std": self.return_std,
             "std_over_seeds": self.std_over_seeds,
             "per_seed": [
@@ -871,3 +873,4 @@ def evaluate_run(
         spec.run_dir, restored.path, restored.evaluation, int(restored.meta.get("env_steps", -1)),
         np.asarray(jax.device_get(returns), dtype=np.float64),
     )
+        str(getattr(config, "step_unit", "env steps")),

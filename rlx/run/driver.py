@@ -108,6 +108,7 @@ def run(
     sinks: tuple = (),
     debug_nans: bool = False,
     check_memory: bool = True,
+    key: jax.Array | None = None,
 ) -> RunResult:
     """Train ``agent`` with ``config`` on ``env`` (a registered name or an env object).
 
@@ -140,6 +141,9 @@ def run(
     metric the same way (losses, Q values, temperature). ``check_memory`` (default on) refuses,
     before ``init`` allocates anything, a training state larger than the device's free memory
     (:mod:`rlx.run.memory`).
+
+    ``key``: a PRNG key to train from instead of ``seed`` (one seed: the key itself, as
+    ``jax.jit(train)(key)`` would; several: its split), for a run without a run folder.
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
@@ -149,6 +153,8 @@ def run(
         raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
     if keep_checkpoints < 1:
         raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
+    if key is not None and (out_dir is not None or resume):
+        raise ValueError("key= trains without a run folder (a run folder records its seed): pass seed= with out_dir")
     env_name, env, env_params = _resolve_env(env, env_params, env_kwargs)
     if data_parallel:
         if num_seeds != 1:
@@ -168,7 +174,10 @@ def run(
     writes = out_dir is not None and jax.process_index() == 0
     agent_name = getattr(agent, "NAME", getattr(agent, "__name__", str(agent)))
     identity = ckpt.run_identity(agent_name, env_name, env_kwargs, seed, num_seeds, config)
-    keys = seed_keys(seed, num_seeds)
+    if key is None:
+        keys = seed_keys(seed, num_seeds)
+    else:
+        keys = key[None] if num_seeds == 1 else jax.random.split(key, num_seeds)
     restored = None
     if resume:
         if out_dir is None:
