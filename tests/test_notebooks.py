@@ -105,3 +105,17 @@ def test_install_cell_git_requirement_is_valid_for_pip(monkeypatch, tmp_path):
     requirement = Requirement(target)
     assert (requirement.name, requirement.extras) == ("rlx", {"notebook"})
     assert requirement.url == "git+https://example.org/team/rlx.git@main"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_with_the_outputs_of_a_run(path):
+    """Opened in a browser, a notebook shows a real run (python notebooks/execute.py), with no
+    error, no progress-bar widget frozen at 0%, and nothing printed by its install cell."""
+    nb = nbformat.read(path, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    outputs = [o for cell in code for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert code[0].get("outputs", []) == []
+    assert EXPECTED[path.name] in "".join(o.get("text", "") for o in outputs)
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no figure saved"
