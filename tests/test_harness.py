@@ -10,8 +10,8 @@
   the harness forbids.
 * Compile once: a chunked driver run of several chunks traces ``update`` once and XLA compiles
   ``init`` once and the chunk once (the chunk's output state has exactly the types of its input,
-  so the one executable serves every chunk); ``jax.jit(train)`` traces the same program for two
-  keys.
+  so the one executable serves every chunk). (Another key cannot give another program: a
+  traced key is abstract, only its shape and dtype reach the trace.)
 
 Extension point: ``SETUPS`` gives each agent a tiny config and an env (offline agents: a random
 dataset and an untrained dynamics ensemble, ``offline_setup``). An agent without an entry
@@ -262,7 +262,7 @@ class _Compiles:
         self.names: list[str] = []
 
     def __enter__(self):
-        from jax._src import monitoring
+        from jax import monitoring
 
         def listener(event, duration, **kw):
             if event == "/jax/core/compile/backend_compile_duration":
@@ -273,7 +273,7 @@ class _Compiles:
         return self
 
     def __exit__(self, *exc):
-        from jax._src import monitoring
+        from jax import monitoring
 
         monitoring.unregister_event_duration_listener(self._listener)
 
@@ -323,11 +323,6 @@ def _trace_is_stable(name, agent, config, env, params):
         if (a.shape, a.dtype, a.weak_type) != (b.shape, b.dtype, b.weak_type)
     ]
     assert not drift, f"{name}: the state changes type across a chunk (the next chunk would recompile): {drift}"
-
-    # The one-shot program does not depend on the key's value: two keys, one program.
-    train = jax.jit(make_train(agent, config, env, params))
-    first, second = (str(train.trace(jax.random.PRNGKey(k)).jaxpr) for k in (1, 2))
-    assert first == second, f"{name}: jax.jit(train) traces a different program for another key"
 
 
 @pytest.mark.timeout(60)
