@@ -94,3 +94,21 @@ def test_actor_loss_uses_min_of_critics_and_leaves_critics_alone():
     a, lp = sample_tanh_gaussian(key, mean, log_std)
     expected = jnp.mean(0.5 * lp - jnp.min(critic.apply(cp, obs, a), axis=0))
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_the_policy_acts_with_eleven_hidden_layers():
+    """The action size is stored in the learner, not read off the parameters (with 10 or more
+    layers flax's "Dense_10" sorts before "Dense_9", and the last leaf is not the output layer)."""
+    config = sac.SACConfig(hidden_sizes=(8,) * 11)
+    learner = sac.init_learner(config, jnp.zeros((1, 3)), 2, jax.random.PRNGKey(0))
+    assert learner.action_dim == 2
+    assert jax.tree.leaves(learner.actor_params)[-1].shape[-1] != 2 * 2  # what the old inference read
+
+    class State:
+        pass
+
+    state = State()
+    state.learner = learner
+    for deterministic in (True, False):
+        action = jax.jit(sac.make_policy(config, state, deterministic))(jnp.ones(3), jax.random.PRNGKey(1))
+        assert action.shape == (2,)

@@ -173,6 +173,7 @@ class SACLearner:
     actor_opt_state: Any
     critic_opt_state: Any
     alpha_opt_state: Any
+    action_dim: int = struct.field(pytree_node=False)  # |A|, static: it shapes the actor
 
 
 def optimizers(config: SACConfig):
@@ -303,21 +304,20 @@ def gradient_step(
 # ---------------------------------------------------------------------------------------------
 # Acting
 # ---------------------------------------------------------------------------------------------
-def _actor_for(config: SACConfig, actor_params) -> nn.Module:
-    action_dim = jax.tree.leaves(actor_params)[-1].shape[-1] // 2  # last Dense bias: 2 * |A|
-    return build_actor(config, action_dim)
+def _actor_for(config: SACConfig, learner: SACLearner) -> nn.Module:
+    return build_actor(config, learner.action_dim)
 
 
 def act(config: SACConfig, learner: SACLearner, obs, key):
     """Exploration: a ~ pi(.|s), squashed to [-1, 1]."""
-    mean, log_std = _actor_for(config, learner.actor_params).apply(learner.actor_params, obs)
+    mean, log_std = _actor_for(config, learner).apply(learner.actor_params, obs)
     return sample_tanh_gaussian(key, mean, log_std)[0]
 
 
 def make_policy(config: SACConfig, state: off_policy.OffPolicyState, deterministic: bool = True):
     """(obs, key) -> action in [-1, 1]^|A|; deterministic evaluation uses tanh(mean)."""
     learner = state.learner
-    actor = _actor_for(config, learner.actor_params)
+    actor = _actor_for(config, learner)
 
     def policy(obs, key):
         if deterministic:
@@ -345,6 +345,7 @@ def init_learner(config: SACConfig, obs, action_dim: int, key) -> SACLearner:
         actor_opt_state=actor_opt.init(actor_params),
         critic_opt_state=critic_opt.init(critic_params),
         alpha_opt_state=alpha_opt.init(log_alpha),
+        action_dim=int(action_dim),
     )
 
 

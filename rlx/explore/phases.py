@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx import envs as rlx_envs
-from rlx.buffers.dataset import Dataset, as_transitions
+from rlx.buffers.dataset import Dataset
 from rlx.buffers.dataset import sample as sample_dataset
 from rlx.core.config import ConfigError
 from rlx.explore.intrinsic import make_intrinsic
@@ -412,9 +412,3 @@ def pretrain_finetune(key, agent, pretrain_config, finetune_config, env, env_par
     )
     out = jax.jit(make_train(wrapped, finetune_config, env, env_params))(k_fine)
     return FinetuneResult(pre, jax.tree.map(np.asarray, out.metrics), out.state.agent_state)
-
-
-def as_transition_batch(dataset: Dataset):
-    """The dataset as one :class:`~rlx.core.types.Transition` batch (float flags)."""
-    t = as_transitions(dataset)
-    return t._replace(terminated=t.terminated.astype(jnp.float32), truncated=t.truncated.astype(jnp.float32))

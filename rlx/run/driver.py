@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rlx import envs as rlx_envs
@@ -383,8 +382,3 @@ def _progress_bar(enabled: bool, total: int, desc: str, unit: str = "step"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, smoothing=0.1)
-
-
-def stack_seeds(outputs) -> dict[str, jnp.ndarray]:
-    """Stack the metrics of separate single-seed outputs along a new leading seed axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *[o.metrics for o in outputs])
