@@ -20,6 +20,8 @@ from flax import struct
 from gymnax.environments import environment
 from gymnax.environments.spaces import Box
 
+from rlx.core.types import Dataset
+
 K_ROOM, X_ROOM, COOLING, NOISE = 0.1, 2.5, 0.4, 0.02
 
 
@@ -97,8 +99,6 @@ def controller(obs, key, set_point=0.8, gain=2.0, action_noise=0.2):
 def behaviour_dataset(key, episodes: int = 40, set_point: float = 0.8, gain: float = 2.0, action_noise: float = 0.2,
                       length: int = 50, target: float = 0.4):
     """A :class:`rlx.buffers.dataset.Dataset` of ``episodes`` x ``length`` transitions of the controller."""
-    from rlx.buffers.dataset import Dataset
-
     k_start, k_steps = jax.random.split(key)
     x0 = jax.random.uniform(k_start, (episodes, 1), jnp.float32, 1.0, 2.0)
 

@@ -158,7 +158,7 @@ def test_example_custom_env_trains_sac_to_the_target(tmp_path, isolated_registry
 
     # The trained policy, evaluated host-side through the Gymnasium wrapper of the same env.
     pytest.importorskip("gymnasium")
-    from rlx.envs.gymnasium_interop import evaluate_on_gymnasium, policy_from_run, to_gymnasium
+    from rlx.run.gymnasium_interop import evaluate_on_gymnasium, policy_from_run, to_gymnasium
 
     policy, obs_stats = policy_from_run(out)
     host = evaluate_on_gymnasium(policy, to_gymnasium(*rlx_envs.make("mysuite/PointMass-v0")), 3, obs_stats=obs_stats)

@@ -12,7 +12,7 @@ import pytest
 gymnasium = pytest.importorskip("gymnasium")
 
 import rlx.envs as rlx_envs  # noqa: E402
-from rlx.envs.gymnasium_interop import evaluate_on_gymnasium, space_to_gymnasium, to_gymnasium  # noqa: E402
+from rlx.run.gymnasium_interop import evaluate_on_gymnasium, space_to_gymnasium, to_gymnasium  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 

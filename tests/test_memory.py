@@ -8,7 +8,8 @@ import pytest
 import rlx.envs
 from rlx.agents import sac
 from rlx.cli import main
-from rlx.run import make_train, memory, run
+from rlx.core import memory
+from rlx.run import make_train, run
 
 TINY = [
     "--env", "rlx/ProbeOneStep-v0", "--total-steps", "300", "--learning-starts", "100", "--eval-every", "100",

@@ -38,13 +38,15 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx.core.types import Transition
+from rlx.core.files import prepare_out_dir
+from rlx.core.memory import device_put_checked
+from rlx.core.types import Dataset, Transition
 
 FORMAT = "rlx.offline-dataset"
 FORMAT_VERSION = 1
@@ -70,19 +72,6 @@ def end_unfinished_episode(terminals, timeouts) -> np.ndarray:
     return timeouts
 
 
-class Dataset(NamedTuple):
-    observations: jax.Array  # (N, obs_dim) float32
-    actions: jax.Array  # (N, act_dim) float32
-    rewards: jax.Array  # (N,) float32
-    next_observations: jax.Array  # (N, obs_dim) float32
-    terminals: jax.Array  # (N,) bool: the episode ended in a terminal state (no bootstrap)
-    timeouts: jax.Array  # (N,) bool: the episode was cut by a time limit (bootstrap)
-
-    @property
-    def size(self) -> int:
-        return int(self.observations.shape[0])
-
-
 def as_transitions(dataset: Dataset) -> Transition:
     """The dataset as :class:`rlx.core.types.Transition` (the replay buffer's type)."""
     return Transition(
@@ -105,8 +94,7 @@ def to_device(dataset: Dataset, device=None) -> Dataset:
     """The dataset's arrays on ``device`` (default: the first one), ready for compiled loops.
 
     A dataset larger than the device's free memory is refused before any of it is copied
-    (:func:`rlx.run.memory.device_put_checked`)."""
-    from rlx.run.memory import device_put_checked  # lazy: rlx.run imports the buffers
+    (:func:`rlx.core.memory.device_put_checked`)."""
 
     host = Dataset(*(np.asarray(x) for x in dataset))
     return device_put_checked(host, f"the dataset ({host.observations.shape[0]:,} transitions)", device)
@@ -370,8 +358,6 @@ class DatasetWriter:
     """
 
     def __init__(self, path, size: int, obs_shape: Sequence[int], action_shape: Sequence[int], overwrite: bool = False):
-        from rlx.run.logging import prepare_out_dir
-
         if int(size) < 1:
             raise DatasetError(f"a dataset needs at least one transition, got size={size}")
         self.path = prepare_out_dir(path, overwrite)

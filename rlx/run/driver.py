@@ -21,10 +21,11 @@ import jax
 import numpy as np
 
 from rlx import envs as rlx_envs
+from rlx.core import memory
 from rlx.core.config import check_seed
 from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
-from rlx.run import memory, nan_guard
+from rlx.run import nan_guard
 from rlx.run.mesh import make_data_parallel_train, runs_layout
 from rlx.run.plot import plot_learning_curve
 from rlx.run.train import RunnerState, Schedule, make_train
@@ -139,7 +140,7 @@ def run(
     it, so the latest checkpoint is the last good state. ``debug_nans=True`` checks every
     metric the same way (losses, Q values, temperature). ``check_memory`` (default on) refuses,
     before ``init`` allocates anything, a training state larger than the device's free memory
-    (:mod:`rlx.run.memory`).
+    (:mod:`rlx.core.memory`).
 
     ``key``: a PRNG key to train from instead of ``seed`` (one seed: the key itself, as
     ``jax.jit(train)(key)`` would; several: its split), for a run without a run folder.

@@ -1,7 +1,7 @@
 """Gymnasium interop, host side: an rlx / gymnax / brax env as a ``gymnasium.Env``, and a
 trained rlx policy evaluated on a Gymnasium env.
 
-    from rlx.envs.gymnasium_interop import to_gymnasium, evaluate_on_gymnasium, policy_from_run
+    from rlx.run.gymnasium_interop import to_gymnasium, evaluate_on_gymnasium, policy_from_run
 
     gym_env = to_gymnasium(*rlx.envs.make("gymnax/Pendulum-v1"), render_mode="rgb_array")
     gymnasium.utils.env_checker.check_env(gym_env)        # Gymnasium's own checks pass
@@ -28,10 +28,10 @@ try:
     import gymnasium
     from gymnasium import spaces as gym_spaces
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError('rlx.envs.gymnasium_interop needs gymnasium: pip install "rlx[gymnasium]"') from err
+    raise ImportError('rlx.run.gymnasium_interop needs gymnasium: pip install "rlx[gymnasium]"') from err
 
-from .contract import check_env_contract, step_without_reset, steps_without_reset
-from .spaces import Box, Discrete
+from rlx.envs.contract import check_env_contract, step_without_reset, steps_without_reset
+from rlx.envs.spaces import Box, Discrete
 
 __all__ = ["GymnasiumEnv", "evaluate_on_gymnasium", "policy_from_run", "space_to_gymnasium", "to_gymnasium"]
 
