@@ -96,3 +96,16 @@ def test_config_roundtrips_through_dict():
     cfg = SACConfig().override(hidden_sizes="64,64", critic_lr=1e-3)
     again = SACConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.hidden_sizes == (64, 64)
+
+
+def test_buffer_refuses_items_of_another_shape_when_traced():
+    """A scatter would broadcast a (n, 1) leaf into (n, 3) slots without a word."""
+    buffer = init_buffer({"obs": jnp.zeros(3), "r": jnp.zeros(())}, 8)
+    add = jax.jit(add_batch)
+    assert int(add(buffer, {"obs": jnp.ones((2, 3)), "r": jnp.ones(2)}).size) == 2
+    with pytest.raises(AssertionError):
+        add(buffer, {"obs": jnp.ones((2, 1)), "r": jnp.ones(2)})
+    with pytest.raises(AssertionError):
+        add(buffer, {"obs": jnp.ones((2, 3)), "r": jnp.ones(3)})  # leading axes differ
+    with pytest.raises(AssertionError):
+        add(buffer, {"obs": jnp.ones((2, 3))})  # a field missing

@@ -6,6 +6,7 @@ shared; the time limit is a params leaf, so one compiled rollout serves several 
 
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -388,8 +389,7 @@ def test_frozen_normalization_with_training_statistics(vec_pendulum):
         return jax.lax.scan(body, state, (keys, actions))
 
     state, obs = jax.jit(evaluate)(vec_pendulum["key"], trained, vec_pendulum["actions"])
-    for a, b in zip(jax.tree.leaves(state.obs_stats), jax.tree.leaves(trained), strict=True):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(state.obs_stats, trained)
     _, _, raw = vec_pendulum["raw"]
     np.testing.assert_allclose(obs, normalize(trained, raw["obs"]), rtol=1e-5, atol=1e-6)
     # A frozen reset keeps the initial statistics (count 0): nothing is learned from it.

@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -189,8 +190,7 @@ def test_finetuning_starts_from_the_pretrained_learner(four_rooms):
     pretrained = sac.init_learner(config, jnp.zeros((1, 2)), 2, jax.random.PRNGKey(7))
     wrapped = P.WithIntrinsic(sac, None, task_coef=1.0, bonus_coef=0.0, initial_learner=pretrained)
     state = wrapped.init(config, env, params, jax.random.PRNGKey(0))
-    for a, b in zip(jax.tree.leaves(state.learner), jax.tree.leaves(pretrained), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(state.learner, pretrained)
     assert state.intrinsic is None and int(state.buffer.size) == 100  # warm-up on the task
 
 

@@ -1,5 +1,6 @@
 """Intrinsic-reward modules: known values (algorithms.md 6.4), novelty behaviour, the mixing hook."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,8 +55,7 @@ def test_rnd_update_divides_by_moments_that_include_the_batch():
     np.testing.assert_allclose(float(new_state.error_moments.var), var, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(bonus), errors / (np.sqrt(var) + 1e-8), rtol=1e-4)
     # The target network never trains.
-    for a, b in zip(jax.tree.leaves(state.target_params), jax.tree.leaves(new_state.target_params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(state.target_params, new_state.target_params)
 
 
 class _FixedPredictions(I.Disagreement):
@@ -260,8 +260,7 @@ def test_gigpo_trains_with_an_rnd_bonus(gigpo_setup):
     rnd0, rnd = state0.intrinsic.state, state.intrinsic.state
     assert any(not np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(rnd0.predictor_params), jax.tree.leaves(rnd.predictor_params), strict=True))
-    for a, b in zip(jax.tree.leaves(rnd0.target_params), jax.tree.leaves(rnd.target_params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(rnd0.target_params, rnd.target_params)
     assert int(rnd.obs_stats.count) == 3 * config.env_steps_per_iteration  # each iteration's (filled) batch
     assert any(not np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(state0.params), jax.tree.leaves(state.params), strict=True))
@@ -284,9 +283,7 @@ def test_gigpo_with_a_zero_bonus_is_plain_gigpo(gigpo_setup):
         plain = plain.replace(key=with_bonus.key)
         with_bonus, m_bonus = update(with_bonus)
         plain, m_plain = plain_update(plain)
-        for a, b in zip(jax.tree.leaves((plain.params, plain.opt_state)),
-                        jax.tree.leaves((with_bonus.params, with_bonus.opt_state)), strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        chex.assert_trees_all_equal((plain.params, plain.opt_state), (with_bonus.params, with_bonus.opt_state))
         for name, value in m_plain.items():
             np.testing.assert_array_equal(np.asarray(value), np.asarray(m_bonus[name]), err_msg=name)
         assert float(m_bonus["intrinsic/bonus_mean"]) > 0.0  # the module did run

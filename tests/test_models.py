@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,8 +164,7 @@ def test_save_load_round_trip(linear_model, tmp_path):
     loaded = ens.load_dynamics(tmp_path / "model")
     assert loaded.termination == dynamics.termination
     np.testing.assert_array_equal(np.asarray(loaded.elites), np.asarray(dynamics.elites))
-    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(dynamics.params), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(loaded.params, dynamics.params)
     p1 = ens.predict(dynamics, data.observations[:64], data.actions[:64])
     p2 = ens.predict(loaded, data.observations[:64], data.actions[:64])
     np.testing.assert_array_equal(np.asarray(p1.next_obs_mean), np.asarray(p2.next_obs_mean))

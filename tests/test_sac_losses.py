@@ -112,3 +112,13 @@ def test_the_policy_acts_with_eleven_hidden_layers():
     for deterministic in (True, False):
         action = jax.jit(sac.make_policy(config, state, deterministic))(jnp.ones(3), jax.random.PRNGKey(1))
         assert action.shape == (2,)
+
+
+def test_a_column_shaped_target_is_refused_when_traced():
+    """(B, 1) rewards against (B,) values would broadcast to (B, B) and train on garbage."""
+    ones = jnp.ones(4)
+    with pytest.raises(AssertionError, match="shape"):
+        jax.jit(sac.critic_target, static_argnums=5)(ones[:, None], ones * 0, ones, ones, 0.2, 0.99)
+    np.testing.assert_allclose(
+        jax.jit(sac.critic_target, static_argnums=5)(ones, ones * 0, ones, ones, 0.2, 0.99), np.full(4, 1.792), rtol=1e-6
+    )

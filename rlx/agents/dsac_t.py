@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -125,6 +126,7 @@ class DSACTLearner:
     actor_opt_state: Any
     critic_opt_state: Any
     alpha_opt_state: Any
+    action_dim: int = struct.field(pytree_node=False)  # |A|, static: it shapes the actor (sac.act)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +142,9 @@ def twin_targets(reward, terminated, next_mu, next_sigma, next_log_prob, noise, 
         y_q = r + gamma (1 - term) (mu'_k - alpha log pi(a'|s'))
         y_z = r + gamma (1 - term) (z'    - alpha log pi(a'|s'))
     """
+    chex.assert_rank([reward, next_mu], [1, 2])
+    chex.assert_equal_shape([reward, terminated, next_log_prob, next_mu[0]])
+    chex.assert_equal_shape([next_mu, next_sigma, noise])
     k = jnp.argmin(next_mu, axis=0)
     pick = lambda x: jnp.take_along_axis(x, k[None], axis=0)[0]  # noqa: E731
     mu_k = pick(next_mu)
@@ -174,6 +179,8 @@ def adjusted_critic_loss(mu, sigma, y_q, yhat_z, b, eps):
     (b^2 + eps) / (sigma^2 + eps) ratio keeps the step size independent of the reward scale.
     ``mu``, ``sigma``, ``yhat_z``: (2, B); ``y_q``: (B,); ``b``: (2,).
     """
+    chex.assert_equal_shape([mu, sigma, yhat_z])
+    chex.assert_shape([y_q, b], [mu.shape[1:], mu.shape[:1]])
     sg = jax.lax.stop_gradient
     mu_sg, sigma_sg = sg(mu), sg(sigma)
     mean_grad = sg((y_q[None] - mu) / (sigma_sg**2 + eps))
@@ -258,6 +265,7 @@ def gradient_step(config: DSACTConfig, action_dim: int, state: DSACTLearner, bat
         actor_opt_state=on_delay(actor_opt_state, state.actor_opt_state),
         critic_opt_state=critic_opt_state,
         alpha_opt_state=on_delay(alpha_opt_state, state.alpha_opt_state),
+        action_dim=state.action_dim,
     )
     metrics = {
         "loss/critic": c_loss,
@@ -294,6 +302,7 @@ def init_learner(config: DSACTConfig, obs, action_dim: int, key) -> DSACTLearner
         actor_opt_state=actor_opt.init(actor_params),
         critic_opt_state=critic_opt.init(critic_params),
         alpha_opt_state=alpha_opt.init(log_alpha),
+        action_dim=int(action_dim),
     )
 
 

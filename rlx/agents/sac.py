@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -192,13 +193,18 @@ def critic_target(reward, terminated, next_q_min, next_log_prob, alpha, gamma):
     """Soft TD target y = r + gamma (1 - term) (min_j Qbar_j(s', a') - alpha log pi(a'|s')).
 
     Only termination stops bootstrapping; a truncated transition bootstraps from its true s'.
+    Every input is (B,) (checked when traced: a (B, 1) column would broadcast to (B, B)).
     """
+    chex.assert_rank(reward, 1)
+    chex.assert_equal_shape([reward, terminated, next_q_min, next_log_prob])
     return reward + gamma * (1.0 - terminated) * (next_q_min - alpha * next_log_prob)
 
 
 def critic_loss(critic_params, critic, batch: Transition, target):
     """J_Q = sum_j E_B[ 0.5 (Q_j(s, a) - sg(y))^2 ]  (paper Eq. 5, twin critics)."""
     q = critic.apply(critic_params, batch.obs, batch.action)  # (2, B)
+    chex.assert_rank(q, 2)
+    chex.assert_shape(target, q.shape[1:])
     loss = 0.5 * jnp.mean(jnp.sum((q - jax.lax.stop_gradient(target)) ** 2, axis=0))
     return loss, q
 
@@ -212,6 +218,7 @@ def actor_loss(actor_params, actor, q_fn, obs, alpha, key):
     mean, log_std = actor.apply(actor_params, obs)
     action, log_prob = sample_tanh_gaussian(key, mean, log_std)
     q_min = jnp.min(q_fn(obs, action), axis=0)
+    chex.assert_equal_shape([q_min, log_prob])
     return jnp.mean(alpha * log_prob - q_min), log_prob
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -35,8 +36,18 @@ def init_buffer(example: Any, capacity: int) -> ReplayBuffer:
     return ReplayBuffer(data=data, position=jnp.int32(0), size=jnp.int32(0))
 
 
+def _check_items(buffer: ReplayBuffer, items: Any) -> None:
+    """Items must be the buffer's pytree with a leading batch axis and the stored item shapes
+    (checked when traced): a scatter would otherwise broadcast a (n, 1) leaf into (n, k) slots."""
+    per_item = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x)), tree)  # noqa: E731
+    chex.assert_trees_all_equal_structs(items, buffer.data)
+    chex.assert_trees_all_equal_shapes(per_item(items), per_item(buffer.data))
+    chex.assert_equal_shape_prefix(jax.tree.leaves(items), 1)
+
+
 def add_batch(buffer: ReplayBuffer, items: Any) -> ReplayBuffer:
     """Write ``n`` items (leading axis n) at the current position, wrapping around."""
+    _check_items(buffer, items)
     capacity = buffer.capacity
     n = jax.tree.leaves(items)[0].shape[0]
     if n > capacity:
@@ -62,6 +73,8 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
 def add_masked(buffer: ReplayBuffer, items: Any, mask: jax.Array) -> ReplayBuffer:
     """Write only the items whose ``mask`` is True (in order), wrapping around: a FIFO of the
     valid items, with static shapes (the others are dropped by an out-of-range scatter)."""
+    _check_items(buffer, items)
+    chex.assert_shape(mask, jnp.shape(jax.tree.leaves(items)[0])[:1])
     capacity = buffer.capacity
     mask = mask.astype(bool)
     rank = jnp.cumsum(mask.astype(jnp.int32)) - 1
