@@ -11,6 +11,12 @@ truncation but not through a termination.
 
 from .brax_adapter import BraxAdapter, BraxParams, BraxState
 from .contract import EnvContractError, check_env_contract
+from .playground import (
+    PlaygroundAdapter,
+    PlaygroundParams,
+    PlaygroundState,
+    PlaygroundUnavailableError,
+)
 from .registry import (
     UnknownEnvironmentError,
     import_env_module,
@@ -41,6 +47,10 @@ __all__ = [
     "EpisodeStatisticsState",
     "NormalizeObservation",
     "NormalizeObservationState",
+    "PlaygroundAdapter",
+    "PlaygroundParams",
+    "PlaygroundState",
+    "PlaygroundUnavailableError",
     "RescaleAction",
     "UnknownEnvironmentError",
     "VecEnv",

@@ -1,9 +1,11 @@
-"""Environment lookup by suite-prefixed name: `gymnax/Pendulum-v1`, `brax/hopper`, `rlx/<own>`.
+"""Environment lookup by suite-prefixed name: `gymnax/Pendulum-v1`, `brax/hopper`,
+`playground/CartpoleBalance`, `rlx/<own>`.
 
 Two sources of names:
-- suites (gymnax, brax) whose names are read live from the library, so everything it
-  registers is reachable without copying its list; brax is imported only when a brax name
-  is asked for or the full list is needed;
+- suites (gymnax, brax, playground) whose names are read live from the library, so everything
+  it registers is reachable without copying its list; brax is imported only when a brax name
+  is asked for or the full list is needed; Playground's names are read from its source, and it
+  is imported only when one of its environments is made;
 - explicit registrations (`register`), which take precedence over a suite's own name.
 
 A user's own environments come in the same way: a module that calls `register` when imported,
@@ -28,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import brax_adapter, gymnax_adapter
+from . import brax_adapter, gymnax_adapter, playground
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -60,10 +62,20 @@ def _brax_names_or_raise() -> list[str]:
     return brax_adapter.brax_env_names()
 
 
+def _playground_names_or_raise() -> list[str]:
+    names = playground.playground_env_names()
+    if not names:
+        raise ImportError(playground._INSTALL_HINT)
+    return names
+
+
 _SUITES: dict[str, _Suite] = {
     "gymnax": _Suite(gymnax_adapter.gymnax_env_names, gymnax_adapter.make_gymnax),
     "brax": _Suite(brax_adapter.brax_env_names, brax_adapter.make_brax),
+    "playground": _Suite(playground.playground_env_names, playground.make_playground),
 }
+# Suites whose package is optional: asking for one of their names without it raises the install hint.
+_OPTIONAL_SUITES = {"brax": _brax_names_or_raise, "playground": _playground_names_or_raise}
 _REGISTERED: dict[str, MakeFn] = {}
 
 
@@ -197,6 +209,8 @@ def _unknown_message(name: str) -> str:
         lines.append(f"  {suite}: {', '.join(ids)}")
     if not brax_adapter.brax_env_names():
         lines.append('  brax: (not installed; pip install "rlx[brax]")')
+    if not playground.playground_env_names():
+        lines.append('  playground: (not installed; pip install "rlx[playground]")')
     if _split(name)[0] not in by_suite:
         lines.append(
             "Your own environment: import the module that registers it first "
@@ -210,7 +224,8 @@ def make(name: str, **kwargs) -> tuple[Any, Any]:
 
     Keyword arguments go to the suite: for gymnax they override fields of the default params
     (e.g. `max_steps_in_episode=50`); for brax `backend` and `episode_length` (and the brax
-    environment's own constructor options); for a registered name, to its `make_fn`.
+    environment's own constructor options); for playground `impl`, `obs_key` and fields of the
+    environment's Playground config (`episode_length=200`); for a registered name, to its `make_fn`.
     """
     if not isinstance(name, str):
         raise TypeError(f"environment name must be a string, got {name!r}")
@@ -218,8 +233,8 @@ def make(name: str, **kwargs) -> tuple[Any, Any]:
         return _REGISTERED[name](**kwargs)
     suite, env_id = _split(name)
     if suite in _SUITES and env_id:
-        # For brax this raises the install hint when brax is missing.
-        list_names = _brax_names_or_raise if suite == "brax" else _SUITES[suite].list_names
+        # For brax and playground this raises the install hint when the package is missing.
+        list_names = _OPTIONAL_SUITES.get(suite, _SUITES[suite].list_names)
         if env_id in list_names():
             return _SUITES[suite].make_one(env_id, **kwargs)
     _load_entry_points()  # only for a name nothing else provides: installed packages' envs

@@ -302,8 +302,8 @@ def _literal_assignment(module: str, names: tuple[str, ...]):
 
 
 def fast_env_names() -> list[str] | None:
-    """What :func:`rlx.envs.registered_names` returns, read without importing jax, gymnax or
-    brax; None when that cannot be known so (the caller then imports ``rlx.envs``): an
+    """What :func:`rlx.envs.registered_names` returns, read without importing jax, gymnax,
+    brax or mujoco_playground; None when that cannot be known so (the caller then imports ``rlx.envs``): an
     installed package declares environments (entry points run code), or a suite's list is not
     a literal in its source."""
     import importlib.util
@@ -330,6 +330,16 @@ def fast_env_names() -> list[str] | None:
         if not isinstance(brax, list) or not all(isinstance(n, str) for n in brax):
             return None
         names |= {f"brax/{n}" for n in brax}
+    try:
+        has_playground = importlib.util.find_spec("mujoco_playground") is not None
+    except (ImportError, ValueError):
+        return None
+    if has_playground:  # the suites rlx.envs.playground adapts, as there: the keys of their registries
+        for suite in ("dm_control_suite", "locomotion"):
+            found = _literal_assignment(f"mujoco_playground._src.{suite}", ("_envs",))
+            if not isinstance(found, list) or not all(isinstance(n, str) for n in found):
+                return None
+            names |= {f"playground/{n}" for n in found}
     return sorted(names)
 
 

@@ -49,7 +49,7 @@ def test_site_builds_strict(site):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("agent", ["sac", "gigpo", "dsac_t", "ppo", "grpo", "mopo", "mobile", "morec_mopo", "morec_mobile"])
+@pytest.mark.parametrize("agent", ["sac", "gigpo", "dsac_t", "ppo", "grpo", "mopo", "mobile", "morec_mopo", "morec_mobile", "bc", "td3_bc", "iql"])
 def test_cli_reference_lists_every_field(site, agent):
     from rlx.agents import agent_names, get_agent
     from rlx.cli import _flag

@@ -1,5 +1,7 @@
 """MOPO and MOBILE: penalties by hand (algorithms.md 3.6), data mixing, input checks, and
-learning: MOPO beats behaviour cloning on a medium Pendulum dataset."""
+learning: MOPO beats behaviour cloning on a medium Pendulum dataset; MOBILE beats the data's own
+controller and random actions on the refrigerator (on the Pendulum data it does not learn within
+a CI budget: docs/algorithms/offline-model-based.md, "Learning tests")."""
 
 from __future__ import annotations
 
@@ -258,3 +260,48 @@ def test_env_must_match_the_dataset(medium):
     with pytest.raises(ConfigError, match=r"\[-1, 1\]"):  # refused when the agent is built, before training
         mopo.agent(scaled, dynamics, config=mopo.MOPOConfig(**SMALL))
     assert isinstance(agent, model_based.OfflineAgent)
+
+
+# ------------------------------------------------------------------------------------------
+# MOBILE learns on the refrigerator (rlx.envs.synthetic_dynamics): data from an 8 C controller,
+# evaluation asks for 4 C
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fridge():
+    from rlx.envs.synthetic_dynamics import behaviour_dataset
+
+    dataset = behaviour_dataset(jax.random.PRNGKey(0), episodes=40, action_noise=0.3)
+    config = ens.EnsembleConfig(
+        ensemble_size=5, num_elites=3, hidden_sizes=(32, 32), weight_decays=(2.5e-5, 5e-5, 1e-4),
+        min_steps_per_epoch=100, max_epochs=20,
+    )
+    dynamics, _ = ens.train_dynamics(dataset, config, jax.random.PRNGKey(2), termination="never", progress=False)
+    return dataset, dynamics
+
+
+@pytest.mark.timeout(300)
+def test_mobile_beats_the_behaviour_controller_and_random_on_the_fridge(fridge):
+    """MOBILE's own settings (beta = 1, N = 10, temperature from 1, deterministic backup) with
+    h = 5, 2000 gradient steps, 2 seeds: above the data's controller (a perfect behaviour clone's
+    level) and uniformly random actions."""
+    from rlx.envs.synthetic_dynamics import controller, make_fridge
+
+    dataset, dynamics = fridge
+    env, env_params = make_fridge()
+    config = mobile.MOBILEConfig(
+        total_steps=2_000, eval_every=1_000, rollout_freq=250, rollout_batch_size=200, rollout_length=5,
+        hidden_sizes=(32, 32), eval_episodes=5, ensemble_size=5, num_elites=3, model_hidden_sizes=(32, 32),
+    )
+    assert (config.penalty_coef, config.num_next_samples, config.init_alpha, config.deterministic_backup) == (1.0, 10, 1.0, True)
+    agent = mobile.agent(dataset, dynamics, config=config)
+    out = jax.jit(jax.vmap(make_train(agent, config, env, env_params)))(jax.random.split(jax.random.PRNGKey(7), 2))
+    finals = np.asarray(out.metrics["eval/return_mean"])[:, -1]
+    k_eval = jax.random.PRNGKey(11)
+    behaviour = float(jnp.mean(evaluate(lambda o, k: controller(o, k, action_noise=0.0), env, env_params, k_eval, 10)))
+    uniform = float(jnp.mean(evaluate(
+        lambda o, k: jax.random.uniform(k, o.shape, minval=-1.0, maxval=1.0), env, env_params, k_eval, 10
+    )))
+    print(f"MOBILE final returns {finals.round(1)}, behaviour controller {behaviour:.1f}, random {uniform:.1f}")
+    assert np.all(np.asarray(out.metrics["mobile/penalty"]) > 0)
+    assert np.all(finals > behaviour), (finals, behaviour)
+    assert finals.mean() > max(behaviour, uniform) + 3.0, (finals, behaviour, uniform)

@@ -1,5 +1,5 @@
-"""PPO: GAE and clip known values (algorithms.md 5.5), truncation bootstraps and termination
-does not, and CartPole is solved within the CI budget."""
+"""PPO (discrete actions): GAE and clip known values (algorithms.md 5.5), truncation bootstraps and
+termination does not, and CartPole is solved within the CI budget."""
 
 import jax
 import jax.numpy as jnp
@@ -50,12 +50,20 @@ def test_kl_k3_is_nonnegative_and_zero_at_equality():
     np.testing.assert_allclose(pg.kl_k3(lp, lp), 0.0, atol=1e-7)
 
 
-def test_config_rejects_bad_minibatches_and_box_envs():
+def test_config_rejects_bad_minibatches_and_matrix_actions():
     with pytest.raises(ValueError, match="num_minibatches"):
         ppo.PPOConfig(num_minibatches=3).validate()
     env, params = envs.make("gymnax/Pendulum-v1")
-    with pytest.raises(ValueError, match="discrete"):
-        make_train(ppo, ppo.PPOConfig(), env, params)
+    ppo.check_env(ppo.PPOConfig(), env, params)  # a Box of shape (d,): the Gaussian policy (tests/test_ppo_continuous.py)
+
+    class MatrixActions:
+        name = "MatrixActions"
+
+        def action_space(self, params):
+            return envs.Box(-1.0, 1.0, (2, 2), jnp.float32)
+
+    with pytest.raises(ValueError, match="vector"):
+        ppo.check_env(ppo.PPOConfig(), MatrixActions(), params)
 
 
 def test_ppo_solves_cartpole():

@@ -7,14 +7,29 @@ with its time limit turned into a termination, which is what an agent that boots
 caught and named "truncation". A failure message starts with the bug class: bootstrapping,
 discount or truncation (``rlx.envs.probes.diagnose``).
 
+Agents trained from a dataset (those with ``from_cli``: ``rlx train NAME --dataset PATH``) get
+the offline counterpart automatically: one small dataset holds every probe's transitions, made by
+stepping the probe envs with uniform random actions (the planted copy stores its time limits as
+terminals), each probe at its own observation points (:data:`OFFLINE_POINTS`); the agent is built
+from that folder as the command line builds it, trains once and is read at those points. Inputs
+the agent trains from the data and can reuse (``--dynamics`` / ``--save-dynamics``: a dynamics
+model, a dynamics reward) are trained by the first agent and shared with the next. The settings
+(``OFFLINE_OVERRIDES``) are applied where the agent's config has the field: tiny networks, the same
+discount, a negligible fixed temperature, and every penalty, filter cut and pessimism term off,
+so the exact values hold and what is probed is how the learner treats the data's terminals,
+time limits and discount.
+
 Extension point: ``PROBE_AGENTS`` (config and how to read the agent's value). Critic-free agents
-are in ``CRITIC_FREE``; an agent in neither is skipped with a note to add it.
+are in ``CRITIC_FREE``; an online agent in neither is skipped with a note to add it. A dataset
+agent without ``q_estimate`` / ``value_estimate`` is skipped as critic-free.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +101,8 @@ def learned_values(name: str) -> dict[str, dict[int, float]]:
         return _CACHE[name]
     if name in CRITIC_FREE:
         pytest.skip(f"{name}: {CRITIC_FREE[name]}, no value to probe")
+    if name not in PROBE_AGENTS and hasattr(get_agent(name), "from_cli"):
+        return _offline_values(name)
     if name not in PROBE_AGENTS:
         pytest.skip(f"{name} has no probe setup: add it to PROBE_AGENTS (or CRITIC_FREE) in tests/test_probes.py")
     setup = PROBE_AGENTS[name]
@@ -102,6 +119,126 @@ def learned_values(name: str) -> dict[str, dict[int, float]]:
     out = {probe: dict(enumerate(map(float, v))) for probe, v in zip([*PROBE_NAMES, PLANTED], values, strict=True)}
     _CACHE[name] = out
     print(f"probe values, {name}: " + "; ".join(f"{p}: {v}" for p, v in out.items()))  # pytest -s
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Agents trained from a dataset: the probes as one offline dataset
+# ---------------------------------------------------------------------------------------------
+# Where each probe's positions sit in the dataset's 2-d observation space (the probe envs' own
+# one-hot observations would make the probes' s0 collide): distinct points, at least 1 apart.
+OFFLINE_POINTS = {
+    "rlx/ProbeOneStep-v0": ((1.0, 0.0),),
+    "rlx/ProbeTwoStep-v0": ((0.0, 1.0), (1.0, 1.0)),
+    "rlx/ProbeTruncation-v0": ((-1.0, 0.0),),
+    PLANTED: ((0.0, -1.0),),
+}
+OFFLINE_ROWS = 64  # transitions per probe
+OFFLINE_EVAL_ENV = "rlx/ProbeOneStep-v0"  # evaluation only; its observations and actions match the data's
+# Applied where the agent's config has the field. Every penalty and pessimism term is off (they
+# change the value by design); the filter's cut would end branches whose transitions are
+# consistent with the data. Model-based agents learn the termination (the probes have no rule).
+OFFLINE_OVERRIDES = {
+    "total_steps": 600, "eval_every": 600, "rollout_freq": 100, "batch_size": 64, "hidden_sizes": (32, 32),
+    "actor_lr": 3e-3, "critic_lr": 3e-3, "gamma": GAMMA, "tau": 0.1, "eval_episodes": 1,
+    "learn_alpha": False, "init_alpha": 1e-4, "actor_lr_cosine": False,
+    "penalty_coef": 0.0, "filter_terminal_reward": 0.0,
+    "rollout_length": 2, "rollout_batch_size": 64, "real_ratio": 0.25, "num_next_samples": 2,
+    "ensemble_size": 3, "num_elites": 2, "model_hidden_sizes": (32, 32), "model_min_steps_per_epoch": 200,
+    "model_max_epochs": 10, "reward_iterations": 10, "reward_keep_last": 10, "reward_keep_every": 5,
+}
+
+
+def _probe_transitions(probe: str, key) -> dict[str, np.ndarray]:
+    """``OFFLINE_ROWS`` steps of ``probe`` (uniform random actions, auto-reset) with each position's
+    one-hot observation replaced by its point in :data:`OFFLINE_POINTS`."""
+    planted = probe == PLANTED
+    env, params = (
+        probes.make_probe("rlx/ProbeTruncation-v0", terminal=True) if planted else rlx.envs.make(probe)
+    )
+    points = jnp.asarray(OFFLINE_POINTS[probe], jnp.float32)
+    encode = lambda one_hot: points[jnp.minimum(jnp.argmax(one_hot), points.shape[0] - 1)]  # noqa: E731
+
+    def step(carry, key):
+        obs, state = carry
+        k_act, k_step = jax.random.split(key)
+        action = jax.random.uniform(k_act, (1,), minval=-1.0, maxval=1.0)
+        next_obs, state, reward, terminated, truncated, info = env.step(k_step, state, action, params)
+        row = (encode(obs), action, reward, encode(info["final_observation"]), terminated, truncated)
+        return (next_obs, state), row
+
+    k_reset, k_steps = jax.random.split(key)
+    obs, state = env.reset(k_reset, params)
+    _, rows = jax.lax.scan(step, (obs, state), jax.random.split(k_steps, OFFLINE_ROWS))
+    names = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+    return dict(zip(names, map(np.asarray, rows), strict=True))
+
+
+def offline_probe_dataset(folder: Path) -> Path:
+    """Every probe's transitions (and the planted copy's) in one rlx dataset folder."""
+    from rlx.buffers.dataset import Dataset, DatasetInfo, save
+
+    parts = [_probe_transitions(p, k) for p, k in zip(OFFLINE_POINTS, jax.random.split(jax.random.PRNGKey(0), 4), strict=True)]
+    arrays = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    dataset = Dataset(
+        observations=arrays["observations"].astype(np.float32), actions=arrays["actions"].astype(np.float32),
+        rewards=arrays["rewards"].astype(np.float32), next_observations=arrays["next_observations"].astype(np.float32),
+        terminals=arrays["terminals"].astype(bool), timeouts=arrays["timeouts"].astype(bool),
+    )
+    return save(folder, dataset, DatasetInfo(env=OFFLINE_EVAL_ENV, kind="probes", size=dataset.size))
+
+
+_OFFLINE_DIR: dict[str, Path] = {}
+
+
+def _offline_folder() -> Path:
+    """One temporary folder per session: the dataset, and what the first agents trained from it."""
+    if "root" not in _OFFLINE_DIR:
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="rlx-offline-probes-"))
+        offline_probe_dataset(root / "data")
+        _OFFLINE_DIR["root"] = root
+    return _OFFLINE_DIR["root"]
+
+
+def _offline_args(agent, root: Path) -> argparse.Namespace:
+    """The agent's own command-line inputs (``add_cli_arguments``) pointing at the probe dataset;
+    a reusable trained input (``--X`` with ``--save-X``) is loaded when an earlier agent saved it,
+    else trained here and saved for the next one."""
+    parser = argparse.ArgumentParser()
+    agent.add_cli_arguments(parser.add_argument_group())
+    args = parser.parse_args(["--dataset", str(root / "data")])
+    for name in vars(args):
+        if f"save_{name}" in vars(args):
+            saved = root / name
+            setattr(args, name if saved.exists() else f"save_{name}", str(saved))
+    args.env, args.env_kwarg, args.seed = OFFLINE_EVAL_ENV, [], 0
+    return args
+
+
+def _offline_values(name: str) -> dict[str, dict[int, float]]:
+    agent = get_agent(name)
+    fields = {f.name for f in dataclasses.fields(agent.Config)}
+    config = agent.Config().override(**{k: v for k, v in OFFLINE_OVERRIDES.items() if k in fields})
+    built = agent.from_cli(_offline_args(agent, _offline_folder()), config)
+    if hasattr(built, "q_estimate"):
+        value = _q_value
+    elif hasattr(built, "value_estimate"):
+        value = _v_value
+    else:
+        pytest.skip(f"{name}: trains from a dataset without a critic (no q_estimate / value_estimate), no value to probe")
+    env, env_params = rlx.envs.make(OFFLINE_EVAL_ENV)
+    points = [p for probe_points in OFFLINE_POINTS.values() for p in probe_points]
+
+    def train_and_read(key):
+        state = make_train(built, config, env, env_params)(key).state.agent_state
+        return jax.vmap(lambda o: value(built, config, state, o))(jnp.asarray(points, jnp.float32))
+
+    values = iter(map(float, np.asarray(jax.jit(train_and_read)(jax.random.PRNGKey(0)))))
+    out = {probe: {pos: next(values) for pos in range(len(pts))} for probe, pts in OFFLINE_POINTS.items()}
+    _CACHE[name] = out
+    print(f"offline probe values, {name}: " + "; ".join(f"{p}: {v}" for p, v in out.items()))  # pytest -s
     return out
 
 

@@ -16,7 +16,7 @@ from rlx.run.train import Schedule, make_train
 
 pytestmark = pytest.mark.timeout(300)
 
-OFFLINE = {"mopo", "mobile", "morec_mopo", "morec_mobile"}
+OFFLINE = {"mopo", "mobile", "morec_mopo", "morec_mobile", "bc", "td3_bc", "iql"}
 # The env each online agent is meant for by default (the CLI's --env default is Pendulum).
 DEFAULT_ENVS = {
     "sac": "gymnax/Pendulum-v1", "dsac_t": "gymnax/Pendulum-v1", "ppo": "gymnax/CartPole-v1",

@@ -18,6 +18,10 @@ AGENTS: dict[str, str] = {
     # MOREC's transition filter on MOPO / MOBILE (`rlx train morec_mopo --dataset PATH`)
     "morec_mopo": "rlx.agents.morec:MOREC_MOPO",
     "morec_mobile": "rlx.agents.morec:MOREC_MOBILE",
+    # offline model-free baselines (`rlx train td3_bc --dataset PATH`)
+    "bc": "rlx.agents.bc",
+    "td3_bc": "rlx.agents.td3_bc",
+    "iql": "rlx.agents.iql",
 }
 
 

@@ -437,9 +437,14 @@ def no_dataset(name: str) -> Callable[..., Any]:
     return refuse
 
 
+def add_dataset_argument(group) -> None:
+    """``--dataset PATH``: the input of every offline agent (model-based or not)."""
+    group.add_argument("--dataset", default=None, metavar="PATH", help="offline dataset folder (rlx.buffers.dataset format; D4RL / Minari files via their loaders)")
+
+
 def add_cli_arguments(group) -> None:
     """``--dataset`` / ``--dynamics`` / ``--save-dynamics`` for ``rlx train mopo|mobile``."""
-    group.add_argument("--dataset", default=None, metavar="PATH", help="offline dataset folder (rlx.buffers.dataset format; D4RL / Minari files via their loaders)")
+    add_dataset_argument(group)
     group.add_argument("--dynamics", default=None, metavar="PATH", help="a saved dynamics model to use instead of training one")
     group.add_argument("--save-dynamics", default=None, metavar="PATH", help="save the trained dynamics model here")
 
@@ -457,7 +462,9 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Calla
     """The agent of ``rlx train mopo|mobile --dataset PATH [--dynamics PATH]``.
 
     ``build(dataset, dynamics, config=, info=, env_name=, key=)`` makes the agent (default
-    :func:`build_agent` of ``algorithm``; MOREC passes its own, which adds the filter).
+    :func:`build_agent` of ``algorithm``; MOREC passes its own, which adds the filter; the
+    model-free offline agents of :mod:`rlx.agents.offline` pass theirs, which gets
+    ``dynamics=None`` as their command line has no ``--dynamics``).
     """
     if not getattr(args, "dataset", None):
         no_dataset(algorithm.NAME)()
@@ -473,7 +480,7 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Calla
     dataset, info = loaded if isinstance(loaded, tuple) else (loaded, None)
     env, env_params = _cli_env(args)
     check_dataset(dataset, env, env_params, info=info, path=args.dataset, env_name=args.env)  # before anything is loaded or trained
-    dynamics = ens.load_dynamics(args.dynamics) if args.dynamics else None
+    dynamics = ens.load_dynamics(args.dynamics) if getattr(args, "dynamics", None) else None  # model-free: no such flag
     if dynamics is not None:
         check_dataset(dataset, dynamics=dynamics, info=info, path=args.dataset)
     build = build or (lambda *a, **kw: build_agent(algorithm, *a, **kw))
@@ -481,6 +488,6 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Calla
         dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed),
         env=env, env_params=env_params, path=args.dataset, progress=not getattr(args, "no_progress", False),
     )
-    if args.save_dynamics:
+    if getattr(args, "save_dynamics", None):
         ens.save_dynamics(args.save_dynamics, agent.dynamics)
     return agent

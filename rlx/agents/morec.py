@@ -12,7 +12,7 @@ to :func:`rlx.models.filter.make_filter` of a learned dynamics reward
    a branch whose kept r_D < 0.6; because bad transitions are cut, rollouts are long.
 
 Defaults that differ from the bases (the official code's generators, Sec. 4.3): rollout length
-100, 2000 rollouts per iteration; MOREC-MOBILE: temperature from 0.1, entropy term kept in the
+100, 2000 rollouts per iteration; MOREC-MOBILE: entropy term kept in the
 target (``deterministic_backup=False``), 10 averaged discriminators (every 40th of 400) instead
 of MOREC-MOPO's 40 (every 10th). :func:`mopo_config` / :func:`mobile_config` build them.
 
@@ -38,7 +38,7 @@ from types import ModuleType
 import jax
 
 from rlx.agents import mobile, model_based, mopo
-from rlx.core.config import Config, ConfigError, config_dataclass, static, tunable
+from rlx.core.config import Config, ConfigError, config_dataclass, static
 from rlx.models import dynamics_reward as drw
 from rlx.models.filter import SELECTIONS, FilterConfig, make_filter
 
@@ -96,12 +96,13 @@ class MORECMOPOConfig(MORECFields, mopo.MOPOConfig):
 
 @config_dataclass
 class MORECMOBILEConfig(MORECFields, mobile.MOBILEConfig):
-    """MOBILE's fields; h = 100 from 2000 starts, temperature from 0.1, entropy term in the target,
-    softmax selection, 10 averaged discriminators."""
+    """MOBILE's fields; h = 100 from 2000 starts, entropy term in the target, softmax selection, 10
+    averaged discriminators. The temperature starts at 1 (log_alpha = 0) as MOBILE's: the official
+    generator sets ``alpha=0.1`` with ``auto_alpha=True``, and run_morec_mobile.py then starts
+    log_alpha at 0 (0.1 is used only with auto_alpha off)."""
 
     rollout_length: int = static(100, "model rollout horizon h (MOREC: long, bad branches are cut)", low=1)
     rollout_batch_size: int = static(2_000, "start states per rollout, drawn from the dataset", low=1)
-    init_alpha: float = tunable(0.1, "initial temperature", low=0.0, low_inclusive=False)
     deterministic_backup: bool = static(False, "critic target without the -alpha log pi term", choices=(False, True))
     filter_selection: str = static("softmax", "filter: keep the argmax-r_D candidate or draw one by softmax(r_D / 0.1)", choices=SELECTIONS)
     reward_keep_every: int = static(
@@ -204,7 +205,7 @@ def mopo_config(**overrides) -> MORECMOPOConfig:
 
 
 def mobile_config(**overrides) -> MORECMOBILEConfig:
-    """MOREC-MOBILE's config (h = 100, 2000 starts, alpha 0.1, entropy backup, softmax selection)."""
+    """MOREC-MOBILE's config (h = 100, 2000 starts, entropy backup, softmax selection)."""
     return MORECMOBILEConfig(**overrides)
 
 

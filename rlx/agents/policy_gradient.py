@@ -2,9 +2,12 @@
 
 * a categorical policy network and a value network (variance-scaling init, never orthogonal:
   DESIGN.md, pitfalls), categorical log-probability / entropy / sampling;
+* a diagonal Gaussian policy network with a state-independent learned log-std, and its
+  log-probability / entropy / sampling (continuous PPO);
 * the clipped-ratio surrogate (PPO-clip, ``algorithms.md`` 5.1/5.4) and the k3 KL estimator;
 * masked means, group statistics (mean, unbiased std, the singleton rule of 5.3);
 * generalized advantage estimation with termination and truncation kept apart (5.4, sec. 0);
+* reward normalization by a running std of the discounted return;
 * minibatch epochs over a flat batch;
 * the optimizer: global-norm clipping then Adam, learning rate and clip norm as traced values.
 """
@@ -84,6 +87,50 @@ def greedy(logits: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------
+# The diagonal Gaussian policy (continuous actions)
+# ---------------------------------------------------------------------------------------------
+LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+
+
+class GaussianPolicy(nn.Module):
+    """Mean and log-std of a diagonal Gaussian policy: an MLP for the mean (last layer near zero,
+    so the first policy is centred on the action range) and one learned log-std per action
+    dimension that does not depend on the state (PPO paper, sec. 6.1), starting at
+    ``log_std_init``. Returns (mean, log_std), log_std broadcast to the mean's shape."""
+
+    hidden_sizes: Sequence[int]
+    action_dim: int
+    activation: str = "tanh"
+    obs_ndim: int = 1
+    log_std_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = flatten_observation(obs, self.obs_ndim)
+        for width in self.hidden_sizes:
+            x = activation(self.activation)(nn.Dense(width, kernel_init=default_kernel_init)(x))
+        head_init = nn.initializers.variance_scaling(1e-4, "fan_in", "uniform")
+        mean = nn.Dense(self.action_dim, kernel_init=head_init)(x)
+        log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
+    """log N(a; mu, diag(sigma^2)) = sum_i [-(a_i - mu_i)^2 / (2 sigma_i^2) - log sigma_i - log(2 pi) / 2]."""
+    z = (action - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    """H = sum_i [log sigma_i + (1 + log(2 pi)) / 2]."""
+    return jnp.sum(log_std + 0.5 * (1.0 + LOG_2PI), axis=-1)
+
+
+def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
 # Losses
 # ---------------------------------------------------------------------------------------------
 def clipped_objective(ratio: jax.Array, advantage: jax.Array, clip_eps) -> jax.Array:
@@ -127,7 +174,8 @@ def intrinsic_rollout_rewards(intrinsic, traj: dict, num_actions: int, key, mask
     """Train an ``IntrinsicReward`` on a rollout of any batch shape (T, N for PPO; G, N, T for
     GiGPO) and return (intrinsic', rewards = task_coef * r + bonus_coef * bonus, metrics), shaped
     like ``traj["reward"]``. The bonus is that of s -> s' with s' the true successor
-    (``final_obs``); observations enter as flat float32 vectors, discrete actions one-hot.
+    (``final_obs``); observations enter as flat float32 vectors, discrete actions one-hot,
+    continuous actions as they are.
 
     ``mask`` (bool, the rewards' shape) marks the rows that are real steps; the others (the
     padding after a GiGPO episode ends) get reward 0 and never reach the module: it trains on the
@@ -143,7 +191,9 @@ def intrinsic_rollout_rewards(intrinsic, traj: dict, num_actions: int, key, mask
     flat = lambda x: x.reshape((rows,) + x.shape[len(shape):])  # noqa: E731
     vector = lambda x: x.reshape(rows, -1).astype(jnp.float32)  # noqa: E731
     batch = Transition(
-        obs=vector(traj["obs"]), action=flat(jax.nn.one_hot(traj["action"], num_actions)),
+        obs=vector(traj["obs"]),
+        action=flat(traj["action"] if jnp.issubdtype(traj["action"].dtype, jnp.floating)  # continuous: as taken
+                    else jax.nn.one_hot(traj["action"], num_actions)),
         reward=flat(traj["reward"]), next_obs=vector(traj["final_obs"]),
         terminated=flat(traj["terminated"]).astype(jnp.float32), truncated=jnp.zeros(rows, jnp.float32),
     )
@@ -183,6 +233,28 @@ def gae(rewards, values, next_values, terminated, done, gamma, lam):
 
     _, adv = jax.lax.scan(back, jnp.zeros_like(deltas[0]), (deltas, done), reverse=True)
     return adv, adv + values
+
+
+def normalize_rewards(stats, returns, rewards, done, gamma, clip: float = 10.0, epsilon: float = 1e-8):
+    """Divide a time-major batch of rewards (T, N) by the running std of the discounted return.
+
+    The return of each env is accumulated as G_t = gamma G_{t-1} (1 - done_{t-1}) + r_t (reset at
+    every episode end), all T * N values update ``stats`` (a scalar
+    :class:`~rlx.core.running_stats.RunningMeanStd`), and r_t / sqrt(var(G) + eps) is clipped to
+    [-clip, clip]. No mean is subtracted, so the sign of every reward, and what an episode's end
+    means, stay as they were (the scheme of OpenAI baselines' VecNormalize). ``returns`` (N,) is
+    G carried over from the previous rollout. Returns (stats, returns, scaled rewards)."""
+    from rlx.core.running_stats import update_running_stats
+
+    def accumulate(g, inputs):
+        r, d = inputs
+        g = gamma * g + r
+        return jnp.where(d, 0.0, g), g
+
+    returns, seen = jax.lax.scan(accumulate, returns, (rewards, done))
+    stats = update_running_stats(stats, seen.reshape(-1))
+    scaled = jnp.clip(rewards / jnp.sqrt(stats.var + epsilon), -clip, clip)
+    return stats, returns, scaled
 
 
 # ---------------------------------------------------------------------------------------------

@@ -622,11 +622,13 @@ def bind_inputs(spec: RunSpec) -> RunSpec:
     import argparse
 
     inputs = spec.info.get("agent_inputs") or {}
-    missing = [k for k in ("dataset", "dynamics", *inputs) if not inputs.get(k) or not Path(inputs[k]).exists()]
+    required = tuple(getattr(spec.agent, "INPUTS", ("dataset", "dynamics")))  # model-free offline agents: ("dataset",)
+    missing = [k for k in (*required, *inputs) if not inputs.get(k) or not Path(inputs[k]).exists()]
     missing = list(dict.fromkeys(missing))
     if missing:
+        trains_from = "an offline dataset and dynamics model" if "dynamics" in required else "an offline dataset"
         raise CheckpointError(
-            f"{spec.run_dir}: {spec.info['agent']} trains from an offline dataset and dynamics model, and the run's "
+            f"{spec.run_dir}: {spec.info['agent']} trains from {trains_from}, and the run's "
             f"config.json names no readable {' or '.join(missing)} ({', '.join(f'{k}={inputs.get(k)!r}' for k in missing)})"
         )
     saves = {f"save_{name}": None for name in inputs if name != "dataset"}
@@ -736,9 +738,9 @@ class EvalReport:
     evaluation: int  # evaluation blocks done when the checkpoint was written
     env_steps: int  # steps per seed, in ``step_unit``
     returns: np.ndarray
+    step_unit: str = "env steps"  # "gradient steps" for an offline agent
 
     @property
-    step_unit: str = "env steps"  # "gradient steps" for an offline agent
     def per_seed_mean(self) -> np.ndarray:
         return self.returns.mean(axis=1)
 
@@ -767,9 +769,9 @@ class EvalReport:
             "checkpoint": str(self.checkpoint),
             "evaluation": self.evaluation,
             "env_steps": self.env_steps,
+            "step_unit": self.step_unit,
             "episodes": int(self.returns.shape[1]),
             "return_mean": self.return_mean,
-            "step_unit": self.step_unit,
             "return_std": self.return_std,
             "std_over_seeds": self.std_over_seeds,
             "per_seed": [
@@ -872,5 +874,5 @@ def evaluate_run(
     return EvalReport(
         spec.run_dir, restored.path, restored.evaluation, int(restored.meta.get("env_steps", -1)),
         np.asarray(jax.device_get(returns), dtype=np.float64),
-    )
         str(getattr(config, "step_unit", "env steps")),
+    )

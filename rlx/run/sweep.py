@@ -405,13 +405,20 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.num_seeds < 1:
         raise ConfigError(f"--num-seeds must be >= 1, got {args.num_seeds}")
     base = _config_from_args(agent, args)
+    inputs = {}
+    if hasattr(agent, "from_cli"):  # an offline agent, bound to its --dataset (refused without one)
+        agent = agent.from_cli(args, base)
+        given = {name: getattr(args, name, None) for name in ("dataset", "dynamics", "dynamics_reward")}
+        inputs = {"agent_inputs": {name: str(Path(path).resolve()) for name, path in given.items() if path}}
     out = Path(args.out) if args.out else _default_out(f"sweep-{args.algo}", args.env)
     result = run_sweep(
         agent, base, values, args.env,
         env_kwargs=_parse_env_kwargs(args.env_kwarg), seed=args.seed, num_seeds=args.num_seeds,
         out_dir=out, overwrite=args.overwrite, progress=not args.no_progress,
         blocks_per_chunk=args.blocks_per_chunk, devices=args.devices,
-        extra_info={"preset": getattr(args, "preset", None), **({"env_modules": env_module_refs(args)} if args.env_module else {})},
+        extra_info={
+            "preset": getattr(args, "preset", None), **({"env_modules": env_module_refs(args)} if args.env_module else {}), **inputs,
+        },
     )
     print(result.summary_markdown(), end="")
     print(
