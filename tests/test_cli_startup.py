@@ -1,5 +1,5 @@
 """`rlx --help`, `rlx agents`, `rlx envs` and a refused flag answer without importing jax: the
-parser of `rlx train ALGO` is read from rlx/cli_spec.json, which must match the code."""
+parser of `rlx train ALGO` is read from rlx/cli/spec.json, which must match the code."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rlx import cli_spec
+from rlx.cli import spec as cli_spec
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -65,9 +65,9 @@ def test_starting_imports_no_jax(argv, code, shows):
 
 @pytest.mark.timeout(180)
 def test_spec_file_matches_the_code():
-    """`python -m rlx.cli_spec --write` after changing a config field, a preset or an agent's flags."""
+    """`python -m rlx.cli.spec --write` after changing a config field, a preset or an agent's flags."""
     proc = subprocess.run(
-        [sys.executable, "-m", "rlx.cli_spec", "--check"], capture_output=True, text=True, timeout=170,
+        [sys.executable, "-m", "rlx.cli.spec", "--check"], capture_output=True, text=True, timeout=170,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -118,7 +118,7 @@ def test_default_compile_cache_folder_agrees(monkeypatch):
 
 def test_fast_env_list_equals_registered_names():
     code = (
-        "import json, sys\nfrom rlx.cli_spec import fast_env_names\nfast = fast_env_names()\n"
+        "import json, sys\nfrom rlx.cli.spec import fast_env_names\nfast = fast_env_names()\n"
         "imported = 'jax' in sys.modules\nimport rlx.envs\n"
         "print(json.dumps([fast, rlx.envs.registered_names(), imported]))"
     )

@@ -392,7 +392,7 @@ def test_cli_dataset_info(tmp_path, capsys):
 
 
 def test_complete_episodes_without_a_known_limit():
-    from rlx.run.dataset_cli import complete_episodes
+    from rlx.buffers.dataset import complete_episodes
 
     arrays = make_arrays(n=20)  # terminal at 4, then 15 steps cut at the end
     arrays["timeouts"][14] = True  # a 10-step time-limit episode (5-14), then a 5-step fragment

@@ -193,8 +193,7 @@ def test_checker_is_blind_to_legacy_keys():
 @pytest.mark.timeout(60)
 def test_harness_catches_key_reuse_inside_an_agent_update():
     """A SAC whose update acts and learns from the same key must fail the harness."""
-    from rlx.agents import sac
-    from rlx.core import off_policy
+    from rlx.agents import off_policy, sac
 
     class ReusingSAC:
         def __getattr__(self, name):

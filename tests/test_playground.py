@@ -33,7 +33,7 @@ def test_names_are_listed_without_importing_playground():
     assert NAME in names and "playground/WalkerWalk" in names and "playground/Go1JoystickFlatTerrain" in names
     assert not any(n.startswith("playground/Panda") for n in names), "manipulation tasks are not adapted"
     # `rlx envs` reads them from the sources, importing neither jax nor mujoco
-    code = ("import sys; from rlx import cli_spec; n = cli_spec.fast_env_names(); "
+    code = ("import sys; from rlx.cli import spec as cli_spec; n = cli_spec.fast_env_names(); "
             "print(n is not None and 'playground/CartpoleBalance' in n, 'jax' in sys.modules, 'mujoco' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "False", "False"], out

@@ -173,8 +173,8 @@ def test_report_refusals(tmp_path, capsys):
         rep.aggregate([tmp_path / "nan"])
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="ENV=LOW,HIGH"):
-        rep._parse_normalize(["gymnax/Pendulum-v1=-100"])
+    assert main(["report", str(tmp_path / "nan"), "--normalize", "gymnax/Pendulum-v1=-100"]) == 2
+    assert "ENV=LOW,HIGH" in capsys.readouterr().err
 
 
 def test_report_reads_real_run_layout(tmp_path):

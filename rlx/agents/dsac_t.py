@@ -3,7 +3,7 @@
 
 DSAC-T is SAC with a Gaussian return distribution Z(s, a) ~ N(mu(s, a), sigma(s, a)^2) per
 critic. This module adds only what DSAC-T changes; the actor, temperature loss, Polyak update
-and the off-policy loop are SAC's (:mod:`rlx.agents.sac`, :mod:`rlx.core.off_policy`).
+and the off-policy loop are SAC's (:mod:`rlx.agents.sac`, :mod:`rlx.agents.off_policy`).
 
 The three refinements (``../shared/algorithms.md`` section 2, equations as the official code
 implements them):
@@ -40,13 +40,13 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlx.agents import sac
+from rlx.agents import off_policy, sac
+from rlx.agents.off_policy import observation_stats  # noqa: F401  (agent contract)
 from rlx.agents.sac import continuous_action_check, make_policy  # noqa: F401  (agent contract, as SAC's)
-from rlx.core import off_policy, parallel
+from rlx.core import parallel
 from rlx.core.config import config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
 from rlx.core.networks import MLP, Ensemble
-from rlx.core.off_policy import observation_stats  # noqa: F401  (agent contract)
 from rlx.core.types import Transition
 
 NAME = "dsac_t"

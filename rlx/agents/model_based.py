@@ -453,9 +453,9 @@ def _cli_env(args):
     """The evaluation env of ``rlx train`` (``--env``, ``--env-kwarg``), or (None, None) without one."""
     if not getattr(args, "env", None):
         return None, None
-    from rlx.cli import _parse_env_kwargs
+    from rlx.core.parse import parse_env_kwargs
 
-    return rlx_envs.make(args.env, **_parse_env_kwargs(getattr(args, "env_kwarg", None) or []))
+    return rlx_envs.make(args.env, **parse_env_kwargs(getattr(args, "env_kwarg", None) or []))
 
 
 def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Callable[..., OfflineAgent] | None = None) -> OfflineAgent:

@@ -15,7 +15,7 @@ Conventions (``../shared/algorithms.md`` sections 0-1):
   temperature from the actor's sample, then the Polyak target update;
 * warm-up (``learning_starts`` env steps) uses uniform random actions and is run in ``init``,
   so every later iteration has the same program: act, store, learn (the loop itself is
-  shared with the other replay-based agents: :mod:`rlx.core.off_policy`).
+  shared with the other replay-based agents: :mod:`rlx.agents.off_policy`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ import optax
 from flax import struct
 
 from rlx import envs as rlx_envs
-from rlx.core import off_policy, parallel
+from rlx.agents import off_policy
+from rlx.agents.off_policy import observation_stats  # noqa: F401  (part of the agent contract)
+from rlx.core import parallel
 from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
 from rlx.core.networks import MLP, Ensemble, QNetwork
-from rlx.core.off_policy import observation_stats  # noqa: F401  (part of the agent contract)
 from rlx.core.types import Transition
 
 NAME = "sac"
@@ -163,7 +164,7 @@ def build_networks(config: SACConfig, action_dim: int) -> tuple[nn.Module, nn.Mo
 
 
 # ---------------------------------------------------------------------------------------------
-# Learner state (the rest of the train state is rlx.core.off_policy.OffPolicyState)
+# Learner state (the rest of the train state is rlx.agents.off_policy.OffPolicyState)
 # ---------------------------------------------------------------------------------------------
 @struct.dataclass
 class SACLearner:

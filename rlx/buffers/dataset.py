@@ -521,3 +521,21 @@ def load(path, *, device: bool = True, mmap: bool = False) -> tuple[Dataset, Dat
         raise DatasetError(f"{path}: {METADATA_FILE} says size {meta['size']!r} but the arrays hold {dataset.size} rows")
     info = DatasetInfo.from_dict(meta["info"])
     return (to_device(dataset) if device else dataset), info
+
+
+def complete_episodes(dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which episodes of ``dataset`` are complete, and their lengths (both in episode order).
+
+    An episode is complete when it ends in a termination, or in a time-limit truncation after
+    ``limit`` steps. A shorter one that ends in a timeout was cut by the end of the data (the
+    end of the file, or of one env's stream in a collected dataset) and is a fragment: its
+    return says nothing about the policy's. Without ``limit`` (an env we cannot build), the
+    longest timeout-ended episode stands for it.
+    """
+    starts, ends = episode_bounds(dataset)
+    lengths = ends - starts
+    terminal = np.asarray(dataset.terminals, bool)[ends - 1] if ends.size else np.zeros(0, bool)
+    timed_out = ~terminal
+    if limit is None:
+        limit = int(lengths[timed_out].max()) if timed_out.any() else 0
+    return terminal | (lengths >= limit), lengths

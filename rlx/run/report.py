@@ -29,7 +29,6 @@ final IQMs with intervals).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -50,7 +49,7 @@ NORMALIZATION: dict[str, tuple[float, float, str]] = {
 
 # Agents whose step counter counts gradient steps (offline: no env step is taken); read from a
 # run's config.json "schedule" when it names its step_unit.
-OFFLINE_AGENTS = ("mopo", "mobile", "morec_mopo", "morec_mobile")
+OFFLINE_AGENTS = ("mopo", "mobile", "morec_mopo", "morec_mobile", "bc", "td3_bc", "iql")
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
@@ -413,58 +412,7 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def _parse_normalize(items: list[str]) -> dict[str, tuple[float, float]]:
-    out = {}
-    for item in items:
-        env, sep, text = item.rpartition("=")
-        parts = text.split(",")
-        try:
-            lo, hi = (float(v) for v in parts)
-        except ValueError:
-            raise ValueError(f"--normalize expects ENV=LOW,HIGH (e.g. gymnax/Pendulum-v1=-1500,-150), got {item!r}") from None
-        if not sep or not env:
-            raise ValueError(f"--normalize expects ENV=LOW,HIGH, got {item!r}")
-        if not hi > lo:
-            raise ValueError(f"--normalize {item}: LOW must be < HIGH")
-        out[env] = (lo, hi)
-    return out
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "report", help="aggregate runs and seeds: interquartile mean and bootstrap confidence intervals",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-    )
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders containing them (sweeps)")
-    p.add_argument(
-        "--out", default=None,
-        help="folder for report.md, report.csv, report.png (default: report/ inside the first RUN_DIR)",
-    )
-    p.add_argument("--last", type=int, default=1, metavar="K", help="score = mean of the last K evaluations (default: %(default)s)")
-    p.add_argument(
-        "--normalize", action="append", default=[], metavar="ENV=LOW,HIGH",
-        help="normalized score (x - LOW) / (HIGH - LOW) for ENV in the aggregate across tasks (repeatable)",
-    )
-    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)")
-    p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE, help="interval level (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default: %(default)s)")
-
-
 def default_out(run_dirs: Sequence[str | Path]) -> Path:
     """Where a report goes without ``--out``: ``report/`` inside the first folder given, next to
     the runs it describes (not in the current folder)."""
     return Path(run_dirs[0]) / "report"
-
-
-def report_command(args: argparse.Namespace) -> int:
-    report = aggregate(
-        args.run_dirs, last=args.last, normalization=_parse_normalize(args.normalize),
-        resamples=args.resamples, confidence=args.confidence, seed=args.seed,
-    )
-    paths = write_report(report, args.out if args.out is not None else default_out(args.run_dirs))
-    print(report.markdown(), end="")
-    print(f"wrote {paths['md']}, {paths['csv']}, {paths['png']}")
-    return 0

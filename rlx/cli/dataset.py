@@ -77,13 +77,13 @@ def _whole(value: float, flag: str) -> int:
 
 
 def collect_command(args: argparse.Namespace) -> int:
-    from rlx.cli import _parse_env_kwargs
+    from rlx.core.parse import parse_env_kwargs
     from rlx.run.collect import collect
 
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     results = collect(
-        args.env, kinds, _whole(args.size, "--size"), args.out, env_kwargs=_parse_env_kwargs(args.env_kwarg),
+        args.env, kinds, _whole(args.size, "--size"), args.out, env_kwargs=parse_env_kwargs(args.env_kwarg),
         seed=args.seed, expert_steps=None if args.expert_steps is None else _whole(args.expert_steps, "--expert-steps"),
         config=overrides, num_envs=args.collect_envs, reference_episodes=args.reference_episodes,
         deterministic=args.deterministic, overwrite=args.overwrite, progress=not args.no_progress,
@@ -111,33 +111,13 @@ def _episode_limit(info) -> int | None:
         return None
 
 
-def complete_episodes(dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Which episodes of ``dataset`` are complete, and their lengths (both in episode order).
-
-    An episode is complete when it ends in a termination, or in a time-limit truncation after
-    ``limit`` steps. A shorter one that ends in a timeout was cut by the end of the data (the
-    end of the file, or of one env's stream in a collected dataset) and is a fragment: its
-    return says nothing about the policy's. Without ``limit`` (an env we cannot build), the
-    longest timeout-ended episode stands for it.
-    """
-    from rlx.buffers.dataset import episode_bounds
-
-    starts, ends = episode_bounds(dataset)
-    lengths = ends - starts
-    terminal = np.asarray(dataset.terminals, bool)[ends - 1] if ends.size else np.zeros(0, bool)
-    timed_out = ~terminal
-    if limit is None:
-        limit = int(lengths[timed_out].max()) if timed_out.any() else 0
-    return terminal | (lengths >= limit), lengths
-
-
 def describe(path) -> dict:
     """What ``rlx dataset info`` prints: keys, sizes, episodes, returns, metadata.
 
-    Returns and the normalized score are over complete episodes only (:func:`complete_episodes`);
+    Returns and the normalized score are over complete episodes only (:func:`rlx.buffers.dataset.complete_episodes`);
     ``incomplete_episodes`` counts the fragments left out.
     """
-    from rlx.buffers.dataset import episode_returns, normalized_score
+    from rlx.buffers.dataset import complete_episodes, episode_returns, normalized_score
     from rlx.buffers.loaders import open_dataset
 
     dataset, info = open_dataset(path, device=False)

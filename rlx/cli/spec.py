@@ -2,7 +2,7 @@
 
 Importing an agent imports jax, flax, gymnax (and more): seconds before the first line of
 ``rlx --help`` or before a mistyped flag is refused. So the parser of ``rlx train ALGO`` is
-built from ``cli_spec.json`` next to this module, which holds for every agent of
+built from ``spec.json`` next to this module, which holds for every agent of
 :data:`rlx.agents.AGENTS` what its parser shows: the description (the first paragraph of its
 docstring), the config class name, every field (name, default, help, allowed range, tunable or
 static), the presets (name and ``_doc``), ``DATA_PARALLEL`` and the flags its
@@ -12,8 +12,8 @@ environments, so that ``rlx envs`` can list them without importing ``rlx.envs``.
 
 The file is generated from the code and a test checks that it is up to date::
 
-    python -m rlx.cli_spec --write     # after changing a config field, a preset or a flag
-    python -m rlx.cli_spec --check     # exit status 1 when the file differs from the code
+    python -m rlx.cli.spec --write     # after changing a config field, a preset or a flag
+    python -m rlx.cli.spec --check     # exit status 1 when the file differs from the code
 
 An agent missing from the file (a new entry of ``AGENTS``), or flags that cannot be written as
 JSON, are read from the imported agent instead: slower to start, never wrong.
@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SPEC_PATH = Path(__file__).with_name("cli_spec.json")
+SPEC_PATH = Path(__file__).with_name("spec.json")
 
 # argparse `type=` values that the file can name.
 _TYPES: dict[str, type] = {"float": float, "int": int, "str": str}
@@ -39,7 +39,7 @@ _TYPES: dict[str, type] = {"float": float, "int": int, "str": str}
 _CACHE_DIR_TOKEN = "@DEFAULT_COMPILE_CACHE_DIR@"
 _CACHE_HOME_SENTINEL = "/@XDG_CACHE_HOME@"
 # Commands whose parsers live in heavy modules, built only when asked for: name -> module.
-HEAVY_COMMANDS = {"sweep": "rlx.run.sweep", "report": "rlx.run.report", "dataset": "rlx.run.dataset_cli"}
+HEAVY_COMMANDS = {"sweep": "rlx.cli.sweep", "report": "rlx.cli.report", "dataset": "rlx.cli.dataset"}
 
 
 class UnrecordableError(ValueError):
@@ -183,7 +183,7 @@ def _own_env_names() -> list[str]:
 
 
 def build_spec() -> dict[str, Any]:
-    """The content of ``cli_spec.json``, read from the code (imports every agent)."""
+    """The content of ``spec.json``, read from the code (imports every agent)."""
     from rlx.agents import AGENTS, get_agent
 
     envs = _own_env_names()  # first: nothing else has registered names yet
@@ -344,7 +344,7 @@ def fast_env_names() -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlx.cli_spec", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rlx.cli.spec", description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--write", action="store_true", help=f"write {SPEC_PATH.name} from the code")
     what.add_argument("--check", action="store_true", help=f"exit 1 when {SPEC_PATH.name} differs from the code")
@@ -360,12 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     current = SPEC_PATH.read_text(encoding="utf-8") if SPEC_PATH.exists() else ""
     if current != text:
-        print(f"{SPEC_PATH} is out of date: run `python -m rlx.cli_spec --write`", file=sys.stderr)
+        print(f"{SPEC_PATH} is out of date: run `python -m rlx.cli.spec --write`", file=sys.stderr)
         return 1
     return 0
 
 
-if __name__ == "__main__":  # run as rlx.cli_spec, the module the command line reads, not a copy
-    from rlx.cli_spec import main as _main
+if __name__ == "__main__":  # run as rlx.cli.spec, the module the command line reads, not a copy
+    from rlx.cli.spec import main as _main
 
     sys.exit(_main())

@@ -11,7 +11,7 @@
     python -m rlx ...             # the same
 
 Commands start in a fraction of a second: the parser is built for the command asked for only,
-and that of ``rlx train ALGO`` from rlx/cli_spec.json (see :mod:`rlx.cli_spec`) rather than
+and that of ``rlx train ALGO`` from rlx/cli/spec.json (see :mod:`rlx.cli.spec`) rather than
 from the imported agent, so help and refused flags come before jax is imported.
 """
 
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from rlx.agents import agent_names, get_agent
+from rlx.core.parse import parse_env_kwargs
 
 
 def _flag(name: str) -> str:
@@ -80,8 +81,8 @@ class _Given(argparse.Action):
 
 
 def _add_train_parser(sub, algo: str) -> argparse.ArgumentParser:
-    """The parser of ``rlx train ALGO``, read from :mod:`rlx.cli_spec` (no agent is imported)."""
-    from rlx import cli_spec
+    """The parser of ``rlx train ALGO``, read from :mod:`rlx.cli.spec` (no agent is imported)."""
+    from rlx.cli import spec as cli_spec
 
     info = cli_spec.agent_info(algo)
     p = sub.add_parser(
@@ -151,7 +152,7 @@ def env_module_refs(args) -> list[str]:
 
 
 # The commands in the order `rlx --help` lists them, with the help of those defined here (the
-# others' help is in rlx/cli_spec.json, read without importing their modules).
+# others' help is in rlx/cli/spec.json, read without importing their modules).
 _COMMANDS = ("train", "sweep", "eval", "report", "dataset", "envs", "agents")
 _OWN_COMMAND_HELP = {
     "train": "train an agent", "eval": "evaluate a saved run",
@@ -193,7 +194,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         elif command in _OWN_COMMAND_HELP:
             sub.add_parser(command, help=_OWN_COMMAND_HELP[command])
         else:  # sweep, report, dataset: their modules import jax
-            from rlx.cli_spec import HEAVY_COMMANDS, command_help
+            from rlx.cli.spec import HEAVY_COMMANDS, command_help
 
             helped = command_help(command)
             if full or helped is None:
@@ -278,27 +279,6 @@ def _add_eval_parser(sub) -> None:
     _add_env_module_flag(p)
 
 
-def _parse_env_kwargs(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--env-kwarg expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = _literal(value.strip())
-    return out
-
-
-def _literal(text: str):
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
 def _default_out(algo: str, env: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{algo}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', env)}-{stamp}"
@@ -334,7 +314,7 @@ def train_command(args) -> int:
         raise ConfigError(f"--data-parallel trains one agent on all devices; --num-seeds must be 1, got {args.num_seeds}")
     if getattr(args, "dry_run", False) and getattr(args, "data_parallel", False):
         raise ConfigError("--dry-run describes runs mode only; leave out --data-parallel")
-    env_kwargs = _parse_env_kwargs(args.env_kwarg)
+    env_kwargs = parse_env_kwargs(args.env_kwarg)
     out = Path(args.out) if args.out else _default_out(args.algo, args.env)
     inputs = {}
     if hasattr(agent, "from_cli"):  # an agent bound to its inputs (offline: dataset, dynamics)
@@ -401,7 +381,7 @@ def resume_command(agent, args) -> int:
         problems.append(f"`rlx train {args.algo}`: the run trained {spec.info['agent']}")
     if "env" in given and args.env != spec.env:
         problems.append(f"--env {args.env}: the run's env is {spec.env}")
-    if args.env_kwarg and _parse_env_kwargs(args.env_kwarg) != spec.env_kwargs:
+    if args.env_kwarg and parse_env_kwargs(args.env_kwarg) != spec.env_kwargs:
         problems.append(f"--env-kwarg {' '.join(args.env_kwarg)}: the run's env options are {spec.env_kwargs}")
     for dest, flag in (("seed", "--seed"), ("num_seeds", "--num-seeds")):
         if dest in given and getattr(args, dest) != getattr(spec, dest):
@@ -552,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(agent_names()))
         return 0
     if args.command == "envs":
-        from rlx.cli_spec import fast_env_names
+        from rlx.cli.spec import fast_env_names
 
         names = fast_env_names()  # None: only importing rlx.envs (and the suites) can tell
         if names is not None:
@@ -574,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = configure_from_args(args)
             args.compile_cache_dir = None if folder is None else str(folder)
         if args.command == "report":
-            from rlx.run.report import report_command
+            from rlx.cli.report import report_command
 
             return report_command(args)
         if args.command == "train":
@@ -582,11 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return eval_command(args)
         if args.command == "sweep":
-            from rlx.run.sweep import sweep_command
+            from rlx.cli.sweep import sweep_command
 
             return sweep_command(args)
         if args.command == "dataset":
-            from rlx.run.dataset_cli import dataset_command
+            from rlx.cli.dataset import dataset_command
 
             return dataset_command(args)
         if args.command == "envs":
