@@ -75,7 +75,10 @@ _OFFLINE = {
     "model_retain_epochs": 1, "batch_size": 20, "hidden_sizes": (8,), "ensemble_size": 3, "num_elites": 2,
     "model_hidden_sizes": (8,), "eval_episodes": 2,
 }
-OFFLINE_AGENTS = {"mopo", "mobile", "morec_mopo", "morec_mobile"}
+# Agents trained from a dataset (the ones `rlx train` gives --dataset): the model-based ones also
+# get the untrained ensemble, the model-free ones (bc, td3_bc, iql: INPUTS without "dynamics")
+# the dataset alone.
+OFFLINE_AGENTS = {name for name in agent_names() if hasattr(get_agent(name), "from_cli")}
 
 
 def offline_setup(name: str):
@@ -84,7 +87,8 @@ def offline_setup(name: str):
     from rlx.models import termination
 
     agent_module = get_agent(name)
-    config = agent_module.Config().override(**_OFFLINE)
+    fields = {f.name for f in dataclasses.fields(agent_module.Config)}
+    config = agent_module.Config().override(**{k: v for k, v in _OFFLINE.items() if k in fields})
     env, params = rlx.envs.make("gymnax/Pendulum-v1", max_steps_in_episode=20)
     rng = np.random.default_rng(0)
     rows, obs_dim, act_dim = 64, 3, 1
@@ -94,8 +98,10 @@ def offline_setup(name: str):
         rewards=rng.normal(size=rows).astype(np.float32),
         next_observations=rng.normal(size=(rows, obs_dim)).astype(np.float32),
         terminals=np.zeros(rows, np.float32),
-        timeouts=np.zeros(rows, np.float32),
+        timeouts=(np.arange(rows) % 16 == 15).astype(np.float32),  # episodes of 16 steps
     )
+    if "dynamics" not in getattr(agent_module, "INPUTS", ("dataset", "dynamics")):  # model-free
+        return agent_module.agent(dataset, config=config), config, env, params
     rule = termination.rule_for_env("gymnax/Pendulum-v1")
     dyn_config = config.dynamics_config()
     dynamics = ens.Dynamics(

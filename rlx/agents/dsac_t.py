@@ -91,6 +91,7 @@ PRESETS = {
         "num_envs": 20,
         "learning_starts": 10_000,
     },
+    "parallel": sac.PRESETS["parallel"],  # SAC's: many envs, large batches (rlx.agents.sac)
 }
 
 

@@ -265,23 +265,9 @@ def concat(a: Transition, b: Transition) -> Transition:
 # ---------------------------------------------------------------------------------------------
 # The agent object: dataset + dynamics + one algorithm module (mopo / mobile)
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True, eq=False)
-class OfflineAgent:
-    """An offline model-based agent bound to its data; fits :func:`rlx.run.make_train`.
-
-    ``algorithm`` is the module with ``NAME``, ``Config``, ``learn(config, agent, action_dim,
-    learner, real, model, key, step)`` and ``rollout_penalty(config)``. ``transition_fn`` is the
-    rollout slot of :mod:`rlx.models.rollout` (default: a random elite's sample).
-    """
-
-    algorithm: ModuleType
-    data: Transition
-    dynamics: ens.Dynamics
-    obs_low: jax.Array  # the dataset's per-dimension observation range (obs and next_obs),
-    obs_high: jax.Array  # the bounds of ``clip_to_data``
-    random_return: float | None = None
-    expert_return: float | None = None
-    transition_fn: TransitionFn = sample_elite
+class BoundAlgorithm:
+    """An algorithm module bound to its inputs (``self.algorithm``, ``self.data``): the agent
+    contract's name, config class and presets are the algorithm's."""
 
     @property
     def NAME(self) -> str:  # noqa: N802  (the agent contract's name)
@@ -297,7 +283,27 @@ class OfflineAgent:
 
     @property
     def size(self) -> int:
+        """Transitions in the dataset."""
         return int(self.data.obs.shape[0])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OfflineAgent(BoundAlgorithm):
+    """An offline model-based agent bound to its data; fits :func:`rlx.run.make_train`.
+
+    ``algorithm`` is the module with ``NAME``, ``Config``, ``learn(config, agent, action_dim,
+    learner, real, model, key, step)`` and ``rollout_penalty(config)``. ``transition_fn`` is the
+    rollout slot of :mod:`rlx.models.rollout` (default: a random elite's sample).
+    """
+
+    algorithm: ModuleType
+    data: Transition
+    dynamics: ens.Dynamics
+    obs_low: jax.Array  # the dataset's per-dimension observation range (obs and next_obs),
+    obs_high: jax.Array  # the bounds of ``clip_to_data``
+    random_return: float | None = None
+    expert_return: float | None = None
+    transition_fn: TransitionFn = sample_elite
 
     # --- the agent contract -----------------------------------------------------------------
     def check_env(self, config, env, env_params) -> None:

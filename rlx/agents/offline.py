@@ -129,7 +129,7 @@ def state_statistics(observations, normalize: bool) -> tuple[jax.Array, jax.Arra
 # The agent object: dataset + one algorithm module (bc / td3_bc / iql)
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, eq=False)
-class DatasetAgent:
+class DatasetAgent(model_based.BoundAlgorithm):
     """A model-free offline agent bound to its data; fits :func:`rlx.run.make_train`."""
 
     algorithm: ModuleType
@@ -141,22 +141,6 @@ class DatasetAgent:
     reward_scale: float = 1.0
     random_return: float | None = None
     expert_return: float | None = None
-
-    @property
-    def NAME(self) -> str:  # noqa: N802  (the agent contract's name)
-        return self.algorithm.NAME
-
-    @property
-    def Config(self):  # noqa: N802
-        return self.algorithm.Config
-
-    @property
-    def PRESETS(self):  # noqa: N802
-        return getattr(self.algorithm, "PRESETS", {})
-
-    @property
-    def size(self) -> int:
-        return int(self.data.obs.shape[0])
 
     def normalize(self, obs):
         return (obs - self.obs_mean) / self.obs_std
