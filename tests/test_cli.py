@@ -28,7 +28,7 @@ def test_help_lists_every_config_field():
     for name, _default, _, _, _ in sac.SACConfig.field_help():
         assert "--" + name.replace("_", "-") in text, name
     assert "critic learning rate (Adam) (default: 0.0003" in text
-    assert "--preset" not in text or "paper" in text
+    assert "--preset {parallel}" in text and "parallel: massively parallel" in text  # each preset and what it sets
 
 
 def test_train_writes_run_folder(tmp_path, capsys):
