@@ -141,6 +141,7 @@ def test_flags_json_cannot_hold_are_read_from_the_agent(monkeypatch):
     assert parser.parse_args(["--rate", "1"]).rate == 1.0
 
     from rlx.agents import get_agent
+    from rlx.cli.inputs import add_input_arguments
 
     mopo = get_agent("mopo")
     spec = json.loads(json.dumps(cli_spec._load()))
@@ -151,5 +152,5 @@ def test_flags_json_cannot_hold_are_read_from_the_agent(monkeypatch):
     group = argparse.ArgumentParser()
     cli_spec.add_extra_arguments("mopo", cli_spec.agent_info("mopo"), group)
     live = argparse.ArgumentParser()
-    mopo.add_cli_arguments(live)
+    add_input_arguments(live, mopo.INPUTS)
     assert [a.option_strings for a in group._actions] == [a.option_strings for a in live._actions]

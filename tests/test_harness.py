@@ -32,6 +32,7 @@ import pytest
 
 import rlx.envs
 from rlx.agents import agent_names, get_agent
+from rlx.core.contract import optional
 from rlx.run import make_train, run
 
 
@@ -78,7 +79,7 @@ _OFFLINE = {
 # Agents trained from a dataset (the ones `rlx train` gives --dataset): the model-based ones also
 # get the untrained ensemble, the model-free ones (bc, td3_bc, iql: INPUTS without "dynamics")
 # the dataset alone.
-OFFLINE_AGENTS = {name for name in agent_names() if hasattr(get_agent(name), "from_cli")}
+OFFLINE_AGENTS = {name for name in agent_names() if optional(get_agent(name), "from_inputs") is not None}
 
 
 def offline_setup(name: str):
@@ -100,7 +101,7 @@ def offline_setup(name: str):
         terminals=np.zeros(rows, np.float32),
         timeouts=(np.arange(rows) % 16 == 15).astype(np.float32),  # episodes of 16 steps
     )
-    if "dynamics" not in getattr(agent_module, "INPUTS", ("dataset", "dynamics")):  # model-free
+    if "dynamics" not in agent_module.INPUTS:  # model-free
         return agent_module.agent(dataset, config=config), config, env, params
     rule = termination.rule_for_env("gymnax/Pendulum-v1")
     dyn_config = config.dynamics_config()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -349,8 +348,8 @@ def test_rlx_sweep_iql_from_a_dataset_folder(dataset_folder, tmp_path, capsys):
 
 
 @pytest.mark.timeout(60)
-def test_from_cli_needs_no_dynamics_flags(dataset_folder):
-    folder = dataset_folder
-    args = SimpleNamespace(dataset=str(folder), env=ENV, seed=0)  # the flags a model-free agent has
-    agent = bc.from_cli(args, bc.BCConfig())
+def test_from_inputs_needs_no_dynamics_model(dataset_folder):
+    agent = bc.from_inputs(bc.BCConfig(), dataset=str(dataset_folder), env=ENV, seed=0)  # a model-free agent's inputs
     assert isinstance(agent, offline.DatasetAgent) and agent.random_return == -1200.0
+    with pytest.raises(TypeError, match="dynamics"):  # no dynamics model to give
+        bc.from_inputs(bc.BCConfig(), dataset=str(dataset_folder), dynamics=str(dataset_folder))

@@ -7,13 +7,14 @@ with its time limit turned into a termination, which is what an agent that boots
 caught and named "truncation". A failure message starts with the bug class: bootstrapping,
 discount or truncation (``rlx.envs.probes.diagnose``).
 
-Agents trained from a dataset (those with ``from_cli``: ``rlx train NAME --dataset PATH``) get
+Agents trained from a dataset (those with ``from_inputs``: ``rlx train NAME --dataset PATH``) get
 the offline counterpart automatically: one small dataset holds every probe's transitions, made by
 stepping the probe envs with uniform random actions (the planted copy stores its time limits as
 terminals), each probe at its own observation points (:data:`OFFLINE_POINTS`); the agent is built
-from that folder as the command line builds it, trains once and is read at those points. Inputs
-the agent trains from the data and can reuse (``--dynamics`` / ``--save-dynamics``: a dynamics
-model, a dynamics reward) are trained by the first agent and shared with the next. The settings
+from that folder by ``from_inputs`` as the command line builds it, trains once and is read at
+those points. Inputs the agent trains from the data and can reuse (``dynamics`` /
+``save_dynamics``: a dynamics model, a dynamics reward) are trained by the first agent and
+shared with the next. The settings
 (``OFFLINE_OVERRIDES``) are applied where the agent's config has the field: tiny networks, the same
 discount, a negligible fixed temperature, and every penalty, filter cut and pessimism term off,
 so the exact values hold and what is probed is how the learner treats the data's terminals,
@@ -26,7 +27,6 @@ agent without ``q_estimate`` / ``value_estimate`` is skipped as critic-free.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +38,7 @@ import pytest
 
 import rlx.envs
 from rlx.agents import agent_names, get_agent
+from rlx.core.contract import optional
 from rlx.envs import probes
 from rlx.run import make_train
 
@@ -101,7 +102,7 @@ def learned_values(name: str) -> dict[str, dict[int, float]]:
         return _CACHE[name]
     if name in CRITIC_FREE:
         pytest.skip(f"{name}: {CRITIC_FREE[name]}, no value to probe")
-    if name not in PROBE_AGENTS and hasattr(get_agent(name), "from_cli"):
+    if name not in PROBE_AGENTS and optional(get_agent(name), "from_inputs") is not None:
         return _offline_values(name)
     if name not in PROBE_AGENTS:
         pytest.skip(f"{name} has no probe setup: add it to PROBE_AGENTS (or CRITIC_FREE) in tests/test_probes.py")
@@ -202,26 +203,23 @@ def _offline_folder() -> Path:
     return _OFFLINE_DIR["root"]
 
 
-def _offline_args(agent, root: Path) -> argparse.Namespace:
-    """The agent's own command-line inputs (``add_cli_arguments``) pointing at the probe dataset;
-    a reusable trained input (``--X`` with ``--save-X``) is loaded when an earlier agent saved it,
-    else trained here and saved for the next one."""
-    parser = argparse.ArgumentParser()
-    agent.add_cli_arguments(parser.add_argument_group())
-    args = parser.parse_args(["--dataset", str(root / "data")])
-    for name in vars(args):
-        if f"save_{name}" in vars(args):
+def _offline_inputs(agent, root: Path) -> dict:
+    """The agent's inputs (``INPUTS``, the keywords of ``from_inputs``) pointing at the probe
+    dataset; a reusable trained input (a dynamics model, a dynamics reward) is loaded when an
+    earlier agent saved it, else trained here and saved for the next one."""
+    inputs = {"dataset": str(root / "data"), "env": OFFLINE_EVAL_ENV, "seed": 0}
+    for name in agent.INPUTS:
+        if name != "dataset":
             saved = root / name
-            setattr(args, name if saved.exists() else f"save_{name}", str(saved))
-    args.env, args.env_kwarg, args.seed = OFFLINE_EVAL_ENV, [], 0
-    return args
+            inputs[name if saved.exists() else f"save_{name}"] = str(saved)
+    return inputs
 
 
 def _offline_values(name: str) -> dict[str, dict[int, float]]:
     agent = get_agent(name)
     fields = {f.name for f in dataclasses.fields(agent.Config)}
     config = agent.Config().override(**{k: v for k, v in OFFLINE_OVERRIDES.items() if k in fields})
-    built = agent.from_cli(_offline_args(agent, _offline_folder()), config)
+    built = agent.from_inputs(config, **_offline_inputs(agent, _offline_folder()))
     if hasattr(built, "q_estimate"):
         value = _q_value
     elif hasattr(built, "value_estimate"):

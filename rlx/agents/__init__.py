@@ -1,10 +1,14 @@
-"""Agents by name. Each agent module exports ``Config``, ``check_env``, ``init``, ``update``,
-``make_policy`` and ``observation_stats`` (see :mod:`rlx.run.train`)."""
+"""Agents by name. Each registered agent meets the agent contract of :mod:`rlx.core.contract`
+(``NAME``, ``Config``, ``check_env``, ``init``, ``update``, ``make_policy``,
+``observation_stats``; optionally ``PRESETS``, ``INPUTS`` and ``from_inputs`` ...), which
+:func:`get_agent` checks."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from rlx.core.contract import Agent, check_agent
 
 AGENTS: dict[str, str] = {
     "sac": "rlx.agents.sac",
@@ -29,15 +33,18 @@ class UnknownAgentError(ValueError):
     pass
 
 
-def get_agent(name: str) -> ModuleType:
+def get_agent(name: str) -> Agent | ModuleType:
     """The agent module registered as ``name`` (case-insensitive); for a variant of another
-    agent (MOREC-MOPO is MOPO with a filter), an object with the module's contract."""
+    agent (MOREC-MOPO is MOPO with a filter), an object with the module's contract. Raises a
+    TypeError naming what is missing when it does not meet :class:`rlx.core.contract.Agent`."""
     key = name.lower()
     if key not in AGENTS:
         raise UnknownAgentError(f"unknown agent {name!r}; available: {', '.join(sorted(AGENTS))}")
     module, _, attribute = AGENTS[key].partition(":")  # "pkg.module" or "pkg.module:object"
     loaded = importlib.import_module(module)
-    return getattr(loaded, attribute) if attribute else loaded
+    agent = getattr(loaded, attribute) if attribute else loaded
+    check_agent(agent)
+    return agent
 
 
 def agent_names() -> list[str]:

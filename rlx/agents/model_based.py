@@ -11,7 +11,8 @@ One iteration (one "epoch" of the papers' codes, ``rollout_freq`` = 1000 gradien
    ``learn`` turns the two halves into one SAC step (:func:`rlx.agents.sac.gradient_step`).
 
 The dataset and the trained dynamics are fixed inputs of training, so they belong to the agent
-object (:class:`OfflineAgent`, built by ``mopo.agent(dataset, dynamics)``), not to the per-seed
+object (:class:`OfflineAgent`, built by ``mopo.agent(dataset, dynamics)``, or from files by
+``mopo.from_inputs(config, dataset=PATH, dynamics=PATH)``), not to the per-seed
 train state: the arrays live on the device once and every vmapped seed reads the same copy
 (jit passes them to the program as arguments, they are not embedded as constants), and a
 checkpoint holds what training changes (learner, model buffer, key, counters), not the
@@ -36,6 +37,7 @@ from rlx import envs as rlx_envs
 from rlx.agents import sac
 from rlx.buffers.replay import ReplayBuffer, add_masked, init_buffer
 from rlx.buffers.replay import sample as sample_buffer
+from rlx.core import contract
 from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
 from rlx.core.types import Transition
 from rlx.models import ensemble as ens
@@ -279,7 +281,7 @@ class BoundAlgorithm:
 
     @property
     def PRESETS(self):  # noqa: N802
-        return getattr(self.algorithm, "PRESETS", {})
+        return contract.optional(self.algorithm, "PRESETS")
 
     @property
     def size(self) -> int:
@@ -437,43 +439,17 @@ def no_dataset(name: str) -> Callable[..., Any]:
     def refuse(*args, **kwargs):
         raise ConfigError(
             f"{name} trains from an offline dataset: build the agent with rlx.agents.{name}.agent(dataset) "
-            f"(Python) or pass --dataset PATH (`rlx train {name} --dataset PATH --env ENV`)"
+            f"or from_inputs(config, dataset=PATH) (Python), or pass --dataset PATH (`rlx train {name} --dataset PATH --env ENV`)"
         )
 
     return refuse
 
 
-def add_dataset_argument(group) -> None:
-    """``--dataset PATH``: the input of every offline agent (model-based or not)."""
-    group.add_argument("--dataset", default=None, metavar="PATH", help="offline dataset folder (rlx.buffers.dataset format; D4RL / Minari files via their loaders)")
+INPUTS = ("dataset", "dynamics")  # the file inputs of from_inputs (`rlx train mopo --dataset PATH --dynamics PATH`)
 
 
-def add_cli_arguments(group) -> None:
-    """``--dataset`` / ``--dynamics`` / ``--save-dynamics`` for ``rlx train mopo|mobile``."""
-    add_dataset_argument(group)
-    group.add_argument("--dynamics", default=None, metavar="PATH", help="a saved dynamics model to use instead of training one")
-    group.add_argument("--save-dynamics", default=None, metavar="PATH", help="save the trained dynamics model here")
-
-
-def _cli_env(args):
-    """The evaluation env of ``rlx train`` (``--env``, ``--env-kwarg``), or (None, None) without one."""
-    if not getattr(args, "env", None):
-        return None, None
-    from rlx.core.parse import parse_env_kwargs
-
-    return rlx_envs.make(args.env, **parse_env_kwargs(getattr(args, "env_kwarg", None) or []))
-
-
-def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Callable[..., OfflineAgent] | None = None) -> OfflineAgent:
-    """The agent of ``rlx train mopo|mobile --dataset PATH [--dynamics PATH]``.
-
-    ``build(dataset, dynamics, config=, info=, env_name=, key=)`` makes the agent (default
-    :func:`build_agent` of ``algorithm``; MOREC passes its own, which adds the filter; the
-    model-free offline agents of :mod:`rlx.agents.offline` pass theirs, which gets
-    ``dynamics=None`` as their command line has no ``--dynamics``).
-    """
-    if not getattr(args, "dataset", None):
-        no_dataset(algorithm.NAME)()
+def load_dataset(path):
+    """``(dataset, info)`` of the dataset at ``path``: the rlx format, or D4RL / Minari files."""
     from rlx.buffers import dataset as ds
 
     loader = getattr(ds, "load", None)
@@ -482,18 +458,49 @@ def from_cli(algorithm: ModuleType, args, config: ModelBasedConfig, build: Calla
         loader = open_dataset
     except ImportError:
         pass
-    loaded = loader(args.dataset)
-    dataset, info = loaded if isinstance(loaded, tuple) else (loaded, None)
-    env, env_params = _cli_env(args)
-    check_dataset(dataset, env, env_params, info=info, path=args.dataset, env_name=args.env)  # before anything is loaded or trained
-    dynamics = ens.load_dynamics(args.dynamics) if getattr(args, "dynamics", None) else None  # model-free: no such flag
-    if dynamics is not None:
-        check_dataset(dataset, dynamics=dynamics, info=info, path=args.dataset)
+    loaded = loader(path)
+    return loaded if isinstance(loaded, tuple) else (loaded, None)
+
+
+def from_inputs(
+    algorithm: ModuleType,
+    config: ModelBasedConfig,
+    *,
+    dataset=None,
+    dynamics=None,
+    save_dynamics=None,
+    env: str | None = None,
+    env_kwargs: dict | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    build: Callable[..., OfflineAgent] | None = None,
+) -> OfflineAgent:
+    """``algorithm``'s agent built from files, as ``rlx train mopo|mobile --dataset PATH
+    [--dynamics PATH] [--save-dynamics PATH]`` builds it.
+
+    ``dataset``: the dataset's path (refused, naming ``--dataset``, when None); ``dynamics``: a
+    saved dynamics model (None: one is trained, and saved to ``save_dynamics`` when given);
+    ``env`` / ``env_kwargs``: the evaluation env the dataset is checked against before anything
+    is loaded or trained (None: no such check); ``seed``: the key of what is trained here.
+    ``build(dataset, dynamics, config=, info=, env_name=, key=, env=, env_params=, path=,
+    progress=)`` makes the agent (default :func:`build_agent` of ``algorithm``; MOREC passes its
+    own, which adds the filter; the model-free offline agents of :mod:`rlx.agents.offline` pass
+    theirs, which takes no dynamics model).
+    """
+    if not dataset:
+        no_dataset(algorithm.NAME)()
+    loaded, info = load_dataset(dataset)
+    env_name = env or None
+    env_obj, env_params = rlx_envs.make(env_name, **(env_kwargs or {})) if env_name else (None, None)
+    check_dataset(loaded, env_obj, env_params, info=info, path=dataset, env_name=env_name)  # before anything is loaded or trained
+    model = ens.load_dynamics(dynamics) if dynamics else None
+    if model is not None:
+        check_dataset(loaded, dynamics=model, info=info, path=dataset)
     build = build or (lambda *a, **kw: build_agent(algorithm, *a, **kw))
     agent = build(
-        dataset, dynamics, config=config, info=info, env_name=args.env, key=jax.random.PRNGKey(args.seed),
-        env=env, env_params=env_params, path=args.dataset, progress=not getattr(args, "no_progress", False),
+        loaded, model, config=config, info=info, env_name=env_name, key=jax.random.PRNGKey(seed),
+        env=env_obj, env_params=env_params, path=dataset, progress=progress,
     )
-    if getattr(args, "save_dynamics", None):
-        ens.save_dynamics(args.save_dynamics, agent.dynamics)
+    if save_dynamics:
+        ens.save_dynamics(save_dynamics, agent.dynamics)
     return agent

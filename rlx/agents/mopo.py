@@ -106,13 +106,15 @@ def agent(dataset, dynamics=None, **kwargs) -> model_based.OfflineAgent:
 # The module is registered by name for the command line; training needs the dataset, so the
 # module-level contract refuses with instructions (`rlx train mopo --dataset PATH`).
 check_env = init = update = make_policy = model_based.no_dataset(NAME)
-add_cli_arguments = model_based.add_cli_arguments
+INPUTS = model_based.INPUTS  # from_inputs(config, dataset=PATH, dynamics=PATH | None, ...)
 
 
-def from_cli(args, config):
+def from_inputs(config, **inputs):
+    """The agent built from files, as ``rlx train mopo --dataset PATH`` builds it; the inputs
+    are those of :func:`rlx.agents.model_based.from_inputs`."""
     import sys
 
-    return model_based.from_cli(sys.modules[__name__], args, config)
+    return model_based.from_inputs(sys.modules[__name__], config, **inputs)
 
 
 def observation_stats(state):

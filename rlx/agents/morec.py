@@ -166,16 +166,13 @@ class MORECAlgorithm:
 
     init = update = make_policy = check_env
 
-    @staticmethod
-    def add_cli_arguments(group) -> None:
-        model_based.add_cli_arguments(group)
-        group.add_argument("--dynamics-reward", default=None, metavar="PATH", help="a saved dynamics reward to use instead of training one")
-        group.add_argument("--save-dynamics-reward", default=None, metavar="PATH", help="save the trained dynamics reward here")
+    INPUTS = (*model_based.INPUTS, "dynamics_reward")  # from_inputs' file inputs (a class attribute, not a field)
 
-    def from_cli(self, args, config) -> model_based.OfflineAgent:
-        """``rlx train morec_*``: the base's inputs plus ``--dynamics-reward`` / ``--save-dynamics-reward``."""
-        given = getattr(args, "dynamics_reward", None)
-        reward = drw.load_dynamics_reward(given) if given else None
+    def from_inputs(self, config, *, dynamics_reward=None, save_dynamics_reward=None, **inputs) -> model_based.OfflineAgent:
+        """The agent built from files, as ``rlx train morec_*`` builds it: the base's inputs
+        (:func:`rlx.agents.model_based.from_inputs`) plus a saved dynamics reward
+        (``dynamics_reward``; None: one is trained, and saved to ``save_dynamics_reward`` when given)."""
+        reward = drw.load_dynamics_reward(dynamics_reward) if dynamics_reward else None
 
         def build(dataset, dynamics, *, config, key=None, **kw):
             nonlocal reward
@@ -184,9 +181,9 @@ class MORECAlgorithm:
                 reward = train_reward(self, config, dataset, key, progress=kw.get("progress", True))
             return agent(self, dataset, dynamics, config=config, key=key, dynamics_reward=reward, **kw)
 
-        built = model_based.from_cli(self, args, config, build=build)
-        if getattr(args, "save_dynamics_reward", None):
-            drw.save_dynamics_reward(args.save_dynamics_reward, reward)
+        built = model_based.from_inputs(self, config, build=build, **inputs)
+        if save_dynamics_reward:
+            drw.save_dynamics_reward(save_dynamics_reward, reward)
         return built
 
     @staticmethod

@@ -14,9 +14,10 @@ policy normalizes the env's observations with the same constants.
 
 Like MOPO's, the dataset belongs to the agent object (:class:`DatasetAgent`, built by
 ``td3_bc.agent(dataset)``), not to the per-seed train state: every vmapped seed reads the same
-device copy and a checkpoint holds only what training changes (learner, key, counters). The
-command line (``rlx train td3_bc --dataset PATH``), the dataset checks and the loaders are
-MOPO's (:func:`rlx.agents.model_based.from_cli`).
+device copy and a checkpoint holds only what training changes (learner, key, counters).
+``td3_bc.from_inputs(config, dataset=PATH)`` builds the agent from a dataset folder as the
+command line (``rlx train td3_bc --dataset PATH``) and a resumed run do; the dataset checks and
+the loaders are MOPO's (:func:`rlx.agents.model_based.from_inputs`).
 
 An algorithm module provides ``NAME``, ``Config`` (an :class:`OfflineConfig`) and
 
@@ -47,7 +48,7 @@ from rlx.agents.sac import polyak  # noqa: F401  (theta_bar <- tau theta + (1 - 
 from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static
 from rlx.core.types import Transition
 
-INPUTS = ("dataset",)  # what a resumed run needs to build the agent again (rlx.run.checkpoint)
+INPUTS = ("dataset",)  # the file inputs of from_inputs: `rlx train td3_bc --dataset PATH`, and a resume
 STATE_STD_EPS = 1e-3  # added to the dataset's observation std (TD3+BC's code, CORL)
 
 _widths = dict(check=lambda v: None if len(v) > 0 and all(int(w) >= 1 for w in v) else "need >= 1 positive width")
@@ -207,7 +208,7 @@ class DatasetAgent(model_based.BoundAlgorithm):
     def q_estimate(self):
         """``(config, state, obs, action) -> Q(s, a)``: the critics' values of raw observations, in
         the dataset's reward units (a reward scale is undone); absent for an agent without a
-        critic (BC), so ``hasattr(agent, "q_estimate")`` says whether there is one."""
+        critic (BC), so ``rlx.core.contract.optional(agent, "q_estimate")`` is None there."""
         if not hasattr(self.algorithm, "q_estimate"):
             raise AttributeError(f"{self.NAME} learns no Q function")
         action_dim = int(self.data.action.shape[-1])
@@ -249,13 +250,14 @@ def build_agent(
     )
 
 
-def add_cli_arguments(group) -> None:
-    """``--dataset PATH`` for ``rlx train bc|td3_bc|iql`` (no dynamics model to give or save)."""
-    model_based.add_dataset_argument(group)
-
-
-def from_cli(algorithm: ModuleType, args, config: OfflineConfig) -> DatasetAgent:
-    """The agent of ``rlx train NAME --dataset PATH``: MOPO's loading and checks, this builder."""
-    return model_based.from_cli(
-        algorithm, args, config, build=lambda dataset, dynamics, **kw: build_agent(algorithm, dataset, **kw)
+def from_inputs(
+    algorithm: ModuleType, config: OfflineConfig, *, dataset=None, env: str | None = None, env_kwargs: dict | None = None,
+    seed: int = 0, progress: bool = True,
+) -> DatasetAgent:
+    """``algorithm``'s agent built from the dataset at ``dataset``, as ``rlx train NAME --dataset
+    PATH`` builds it: MOPO's loading and checks (:func:`rlx.agents.model_based.from_inputs`, whose
+    ``env`` / ``env_kwargs`` / ``seed`` / ``progress`` these are), this builder; no dynamics model."""
+    return model_based.from_inputs(
+        algorithm, config, dataset=dataset, env=env, env_kwargs=env_kwargs, seed=seed, progress=progress,
+        build=lambda dataset, dynamics, **kw: build_agent(algorithm, dataset, **kw),
     )

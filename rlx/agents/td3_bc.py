@@ -198,13 +198,14 @@ def agent(dataset, **kwargs) -> offline.DatasetAgent:
 
 
 check_env = init = update = make_policy = model_based.no_dataset(NAME)
-add_cli_arguments = offline.add_cli_arguments
 
 
-def from_cli(args, config):
+def from_inputs(config, **inputs):
+    """The agent built from files, as ``rlx train td3_bc --dataset PATH`` builds it; the inputs
+    are those of :func:`rlx.agents.offline.from_inputs`."""
     import sys
 
-    return offline.from_cli(sys.modules[__name__], args, config)
+    return offline.from_inputs(sys.modules[__name__], config, **inputs)
 
 
 def observation_stats(state):

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from rlx.agents import agent_names, get_agent
+from rlx.cli.inputs import builds_from_inputs, inputs_from_args, saved_inputs
 from rlx.core.parse import parse_env_kwargs
 
 
@@ -317,7 +318,7 @@ def train_command(args) -> int:
     env_kwargs = parse_env_kwargs(args.env_kwarg)
     out = Path(args.out) if args.out else _default_out(args.algo, args.env)
     inputs = {}
-    if hasattr(agent, "from_cli"):  # an agent bound to its inputs (offline: dataset, dynamics)
+    if builds_from_inputs(agent):  # an agent bound to its inputs (offline: dataset, dynamics)
         agent, inputs = _agent_from_inputs(agent, args, config, out)
     if getattr(args, "dry_run", False):
         from rlx.run.memory import dry_run
@@ -343,22 +344,24 @@ def train_command(args) -> int:
 
 
 def _agent_from_inputs(agent, args, config, out: Path):
-    """An offline agent built from its ``--dataset`` (and ``--dynamics``), and what a resume
-    needs to build it again: the dataset's path and the dynamics model (and MOREC's dynamics
-    reward), saved in the run folder (``dynamics/``, ``dynamics_reward/``) when trained here. The run folder is claimed first, so an occupied
-    ``--out`` is refused before anything is trained."""
-    if getattr(args, "dry_run", False) or not getattr(args, "dataset", None):
-        return agent.from_cli(args, config), {}  # refuses without --dataset, naming the flag
+    """An offline agent built from its ``--dataset`` (and ``--dynamics``) by ``agent.from_inputs``,
+    and what a resume needs to build it again: the dataset's path and the dynamics model (and
+    MOREC's dynamics reward), saved in the run folder (``dynamics/``, ``dynamics_reward/``) when
+    trained here. The run folder is claimed first, so an occupied ``--out`` is refused before
+    anything is trained."""
+    inputs = inputs_from_args(agent, args)
+    if getattr(args, "dry_run", False) or not inputs.get("dataset"):
+        return agent.from_inputs(config, **inputs), {}  # refuses without --dataset, naming the flag
     from rlx.run.logging import prepare_run_dir
 
     prepare_run_dir(out, args.overwrite)
-    trained = [name for name in ("dynamics", "dynamics_reward") if hasattr(args, "save_" + name)]
+    trained = saved_inputs(agent)
     for name in trained:  # what is trained here is kept in the run folder unless saved elsewhere
-        if not getattr(args, name) and not getattr(args, "save_" + name):
-            setattr(args, "save_" + name, str(out / name))
-    built = agent.from_cli(args, config)
-    inputs = {"dataset": args.dataset, **{name: getattr(args, name) or getattr(args, "save_" + name) for name in trained}}
-    return built, {name: str(Path(path).resolve()) for name, path in inputs.items()}
+        if not inputs[name] and not inputs["save_" + name]:
+            inputs["save_" + name] = str(out / name)
+    built = agent.from_inputs(config, **inputs)
+    kept = {"dataset": inputs["dataset"], **{name: inputs[name] or inputs["save_" + name] for name in trained}}
+    return built, {name: str(Path(path).resolve()) for name, path in kept.items()}
 
 
 def _checkpoint_options(args) -> dict:

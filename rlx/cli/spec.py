@@ -5,8 +5,8 @@ Importing an agent imports jax, flax, gymnax (and more): seconds before the firs
 built from ``spec.json`` next to this module, which holds for every agent of
 :data:`rlx.agents.AGENTS` what its parser shows: the description (the first paragraph of its
 docstring), the config class name, every field (name, default, help, allowed range, tunable or
-static), the presets (name and ``_doc``), ``DATA_PARALLEL`` and the flags its
-``add_cli_arguments`` adds. It also holds the flags of :mod:`rlx.run.compile_cache`, the one-line
+static), the presets (name and ``_doc``), ``DATA_PARALLEL`` and the flags of its file inputs
+(``INPUTS``: ``--dataset`` ..., :mod:`rlx.cli.inputs`). It also holds the flags of :mod:`rlx.run.compile_cache`, the one-line
 help of the commands whose modules are heavy (sweep, report, dataset) and the names of our own
 environments, so that ``rlx envs`` can list them without importing ``rlx.envs``.
 
@@ -125,7 +125,11 @@ def _default_text(value) -> str:
 
 def agent_spec(agent) -> dict[str, Any]:
     """What ``rlx train ALGO`` shows of an imported agent (a module, or a variant object)."""
-    extra = record(agent.add_cli_arguments) if hasattr(agent, "add_cli_arguments") else []
+    from rlx.cli.inputs import add_input_arguments
+    from rlx.core.contract import optional
+
+    inputs = optional(agent, "INPUTS")
+    extra = record(lambda group: add_input_arguments(group, inputs)) if inputs else []
     return {
         "description": (agent.__doc__ or "").strip().split("\n\n")[0],
         "config_class": agent.Config.__name__,
@@ -133,8 +137,8 @@ def agent_spec(agent) -> dict[str, Any]:
             [name, _default_text(default), text, allowed, bool(is_tunable)]
             for name, default, text, allowed, is_tunable in agent.Config.field_help()
         ],
-        "presets": {name: str(values.get("_doc", "")) for name, values in sorted((getattr(agent, "PRESETS", None) or {}).items())},
-        "data_parallel": bool(getattr(agent, "DATA_PARALLEL", False)),
+        "presets": {name: str(values.get("_doc", "")) for name, values in sorted(optional(agent, "PRESETS").items())},
+        "data_parallel": bool(optional(agent, "DATA_PARALLEL")),
         "extra_arguments": extra,  # None: read from the imported agent
     }
 
@@ -224,11 +228,14 @@ def agent_info(algo: str) -> dict[str, Any]:
 
 
 def add_extra_arguments(algo: str, info: dict[str, Any], group) -> None:
-    """The agent's own flags (``add_cli_arguments``): replayed from the file when it holds them."""
+    """The flags of the agent's file inputs (``INPUTS``, :mod:`rlx.cli.inputs`): replayed from the
+    file when it holds them."""
     if info["extra_arguments"] is None:
         from rlx.agents import get_agent
+        from rlx.cli.inputs import add_input_arguments
+        from rlx.core.contract import optional
 
-        get_agent(algo).add_cli_arguments(group)
+        add_input_arguments(group, optional(get_agent(algo), "INPUTS"))
     else:
         replay(info["extra_arguments"], group)
 

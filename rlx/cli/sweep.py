@@ -7,7 +7,9 @@ import argparse
 from pathlib import Path
 
 from rlx.cli import _add_train_parser, _config_from_args, _default_out, env_module_refs
+from rlx.cli.inputs import builds_from_inputs, inputs_from_args
 from rlx.core.config import ConfigError
+from rlx.core.contract import optional
 from rlx.core.parse import parse_env_kwargs
 from rlx.run.sweep import __doc__ as _SWEEP_DOC
 from rlx.run.sweep import parse_set, run_sweep
@@ -44,10 +46,11 @@ def sweep_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num-seeds must be >= 1, got {args.num_seeds}")
     base = _config_from_args(agent, args)
     inputs = {}
-    if hasattr(agent, "from_cli"):  # an offline agent, bound to its --dataset (refused without one)
-        agent = agent.from_cli(args, base)
-        given = {name: getattr(args, name, None) for name in ("dataset", "dynamics", "dynamics_reward")}
-        inputs = {"agent_inputs": {name: str(Path(path).resolve()) for name, path in given.items() if path}}
+    if builds_from_inputs(agent):  # an offline agent, bound to its --dataset (refused without one)
+        given = inputs_from_args(agent, args)
+        files = {name: given[name] for name in optional(agent, "INPUTS") if given.get(name)}
+        agent = agent.from_inputs(base, **given)
+        inputs = {"agent_inputs": {name: str(Path(path).resolve()) for name, path in files.items()}}
     out = Path(args.out) if args.out else _default_out(f"sweep-{args.algo}", args.env)
     result = run_sweep(
         agent, base, values, args.env,

@@ -47,6 +47,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rlx.buffers import ReplayBuffer
+from rlx.core import contract
 from rlx.run.logging import RunFileError, os_error_text
 
 CHECKPOINT_DIR = "checkpoints"
@@ -615,14 +616,17 @@ def load_run_spec(run_dir) -> RunSpec:
 
 def bind_inputs(spec: RunSpec) -> RunSpec:
     """``spec`` with an agent that can train: the registered module itself, or, for an offline
-    agent (one with ``from_cli``), the agent built again from the dataset, dynamics model (and
-    MOREC's dynamics reward) that ``config.json["agent_inputs"]`` names (``rlx train ... --dataset``)."""
-    if not hasattr(spec.agent, "from_cli"):
+    agent (one with ``from_inputs``), the agent built again by ``from_inputs`` from the dataset,
+    dynamics model (and MOREC's dynamics reward) that ``config.json["agent_inputs"]`` names
+    (``rlx train ... --dataset``). The dataset, and the dynamics model of an agent that takes one,
+    must be named there; an input the run does not name (MOREC's dynamics reward) is trained
+    again from the run's seed."""
+    from_inputs = contract.optional(spec.agent, "from_inputs")
+    if from_inputs is None:
         return spec
-    import argparse
-
     inputs = spec.info.get("agent_inputs") or {}
-    required = tuple(getattr(spec.agent, "INPUTS", ("dataset", "dynamics")))  # model-free offline agents: ("dataset",)
+    names = contract.optional(spec.agent, "INPUTS")
+    required = tuple(name for name in names if name in ("dataset", "dynamics"))
     missing = [k for k in (*required, *inputs) if not inputs.get(k) or not Path(inputs[k]).exists()]
     missing = list(dict.fromkeys(missing))
     if missing:
@@ -631,9 +635,9 @@ def bind_inputs(spec: RunSpec) -> RunSpec:
             f"{spec.run_dir}: {spec.info['agent']} trains from {trains_from}, and the run's "
             f"config.json names no readable {' or '.join(missing)} ({', '.join(f'{k}={inputs.get(k)!r}' for k in missing)})"
         )
-    saves = {f"save_{name}": None for name in inputs if name != "dataset"}
-    args = argparse.Namespace(**inputs, **saves, env=spec.env, seed=spec.seed)
-    return dataclasses.replace(spec, agent=spec.agent.from_cli(args, spec.config))
+    files = {name: inputs[name] for name in names if name in inputs}
+    agent = from_inputs(spec.config, **files, env=spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed)
+    return dataclasses.replace(spec, agent=agent)
 
 
 def abstract_runner_state(train, num_seeds: int, keys):

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from rlx import envs as rlx_envs
-from rlx.core import memory
+from rlx.core import contract, memory
 from rlx.core.config import check_seed
 from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
@@ -49,6 +49,9 @@ class RunResult:
     run_seconds: float
     start_evaluation: int = 0  # evaluations restored from a checkpoint (resume); 0 for a fresh run
     checkpoint: Path | None = None  # the latest checkpoint written or restored
+    # Seconds from the start of the run (compile included) to each evaluation, as ``wall_time``
+    # in metrics.jsonl: the x axis of return against wall-clock time.
+    wall_time: np.ndarray | None = None
 
     @property
     def steps(self) -> np.ndarray:
@@ -172,7 +175,7 @@ def run(
         memory.check_run_fits(getattr(train, "device_train", train), num_seeds, layout.runs_per_device, config)
     # With several hosts (jax.distributed) every host has all metrics; the first one writes them.
     writes = out_dir is not None and jax.process_index() == 0
-    agent_name = getattr(agent, "NAME", getattr(agent, "__name__", str(agent)))
+    agent_name = contract.name_of(agent)
     identity = ckpt.run_identity(agent_name, env_name, env_kwargs, seed, num_seeds, config)
     if key is None:
         keys = seed_keys(seed, num_seeds)
@@ -192,7 +195,7 @@ def run(
         runlog.write_json(
             out / "config.json",
             {
-                "agent": getattr(agent, "NAME", getattr(agent, "__name__", str(agent))),
+                "agent": agent_name,
                 "env": env_name,
                 "env_kwargs": env_kwargs or {},
                 "seed": seed,
@@ -327,13 +330,13 @@ def run(
     run_seconds += earlier.get("run_seconds", 0.0)
     result = RunResult(
         all_metrics, layout.unpad(runner_state), schedule, config, out, compile_seconds, run_seconds,
-        start_evaluation=start, checkpoint=checkpoint_path,
+        start_evaluation=start, checkpoint=checkpoint_path, wall_time=np.asarray(wall_times, np.float64),
     )
     if out is not None and not (complete and (out / "summary.json").exists()):
         with ckpt.writing(out / "learning_curve.png", checkpoint_path, resume_command):
             plot_learning_curve(
                 result.steps, all_metrics["eval/return_mean"], out / "learning_curve.png",
-                title=f"{getattr(agent, 'NAME', '')} on {env_name}".strip(), xlabel=schedule.step_unit,
+                title=f"{agent_name} on {env_name}", xlabel=schedule.step_unit,
             )
             runlog.write_json(out / "summary.json", summarize(result))
     return result

@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from rlx.core import parallel
+from rlx.core import contract, parallel
 from rlx.core.config import ConfigError
 
 __all__ = [
@@ -273,11 +273,11 @@ def make_data_parallel_train(agent, config, env, env_params, devices: int | None
     whole agent (means over all devices' minibatches, sums of their episodes, evaluation over
     every device's episodes). Invalid values are refused here, before anything is compiled.
     """
-    if not getattr(agent, "DATA_PARALLEL", False):
+    if not contract.optional(agent, "DATA_PARALLEL"):
         from rlx.agents import agent_names, get_agent
 
-        supported = [n for n in agent_names() if getattr(get_agent(n), "DATA_PARALLEL", False)]
-        name = getattr(agent, "NAME", agent)
+        supported = [n for n in agent_names() if contract.optional(get_agent(n), "DATA_PARALLEL")]
+        name = contract.name_of(agent)
         raise ConfigError(
             f"agent {name} has no data-parallel mode; agents with one: {', '.join(supported)}"
         )

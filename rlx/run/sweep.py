@@ -42,6 +42,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from rlx.core import contract
 from rlx.core.config import ConfigError, stack_configs
 from rlx.run import logging as runlog
 from rlx.run.driver import _progress_bar, _resolve_env, seed_keys
@@ -192,7 +193,7 @@ def run_sweep(
     num_runs = num_points * num_seeds
     run_configs, run_keys = run_inputs(configs, seed, num_seeds)
     layout = runs_layout(num_runs, devices)
-    agent_name = getattr(agent, "NAME", getattr(agent, "__name__", str(agent)))
+    agent_name = contract.name_of(agent)
 
     writers = _prepare_outputs(
         out_dir, overwrite, points, configs,

@@ -1,6 +1,7 @@
 """``make_train``: turn an agent's ``init`` / ``update`` / ``make_policy`` into ``train(key)``.
 
-An agent is any object (usually its module) with
+An agent is any object (usually its module) that meets :class:`rlx.core.contract.Agent`; the
+runner uses
 
 * ``Config``: its config class (a :class:`rlx.core.config.TrainConfig`);
 * ``check_env(config, env, env_params)``: raise a clear error for an env the agent cannot use;
@@ -8,6 +9,7 @@ An agent is any object (usually its module) with
 * ``update(config, env, env_params, state) -> (state, metrics)``: one iteration;
 * ``make_policy(config, state, deterministic) -> policy(obs, key) -> action``;
 * ``observation_stats(state)``: the training envs' running observation statistics or None;
+* optionally ``eval_metrics(returns)``: more metrics of the evaluation returns;
 * config properties ``env_steps_per_iteration`` and ``warmup_env_steps``.
 
 The program is a ``lax.scan`` over evaluation periods ("blocks"); each block is a ``lax.scan`` of
@@ -26,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from rlx import envs as rlx_envs
-from rlx.core import parallel
+from rlx.core import contract, parallel
 from rlx.core.running_stats import normalize
 
 
@@ -223,7 +225,7 @@ def make_train(agent, config, env, env_params, *, num_shards: int = 1) -> Callab
             "eval/return_mean": jnp.mean(returns),
             "eval/return_std": jnp.std(returns),
             # e.g. an offline agent's D4RL normalized score of the same episodes
-            **(agent.eval_metrics(returns) if hasattr(agent, "eval_metrics") else {}),
+            **contract.optional(agent, "eval_metrics")(returns),
             **_block_metrics(update_metrics),
         }
         return RunnerState(agent_state, eval_key), metrics
