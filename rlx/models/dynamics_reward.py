@@ -148,6 +148,85 @@ def dynamics_reward(dr: DynamicsReward, obs, action, next_obs) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------
+# Scoring M candidate next states of each branch (the transition filter's inner loop)
+# ---------------------------------------------------------------------------------------------
+# The largest intermediate of :func:`candidate_rewards` (H x M x branches x widest layer, float32)
+# is kept under this many bytes (per program instance: vmapped seeds hold one each): beyond it the
+# branches are scored in equal chunks, one after another. On a 2-core CPU one 800 MB activation
+# (H = 40, M = 10, B = 2000, width 256) faulted in about 1.6 GB of fresh pages on every call; in
+# chunks of <= 128 MB the filtered model step took about a third less time
+# (benchmarks/morec_filter_cost.py), and chunks of 32 to 256 MB timed alike. It also bounds the
+# memory of large rollout batches (50,000 branches at once: 20 GB per activation). The results do
+# not depend on it.
+CHUNK_BYTES = 128 * 2**20
+
+
+def _dense_layers(params: dict) -> list[tuple[jax.Array, jax.Array]]:
+    """(kernel, bias) of every Dense layer of the stacked discriminator parameters, input first."""
+    layers = params["params"]
+    return [(layers[f"Dense_{i}"]["kernel"], layers[f"Dense_{i}"]["bias"]) for i in range(len(layers))]
+
+
+def candidate_logits(dr: DynamicsReward, obs, action, next_obs) -> jax.Array:
+    """Every D_t's logit f_t(s, a, s'_m) of M candidates per branch: (H, M, B), from obs (B, obs_dim),
+    action (B, act_dim) and next_obs (M, B, obs_dim).
+
+    The first layer is linear in its input [s, a, s' - s], so its (s, a) part (and the bias) is
+    computed once per branch and discriminator and added to the part of each candidate's s' - s;
+    the rest of the network runs on all H x M x B rows as batched matmuls (one vmap over the H
+    stacked discriminators). Equal to :func:`discriminator_probabilities`' logits of (s, a)
+    broadcast to every candidate up to float rounding (the first layer's sum is split in two).
+    """
+    sa = jnp.concatenate([(obs - dr.obs_mean) / dr.obs_std, (action - dr.action_mean) / dr.action_std], axis=-1)
+    delta = (next_obs - obs - dr.delta_mean) / dr.delta_std  # (M, B, obs_dim)
+    n_sa = sa.shape[-1]
+
+    def one(layers):  # one discriminator: MLP(hidden_sizes, 1) with ReLU, as discriminator_probabilities
+        (w, b), rest = layers[0], layers[1:]
+        h = (sa @ w[:n_sa] + b) + delta @ w[n_sa:]  # (B, width) once, + (M, B, width)
+        for w, b in rest:
+            h = jax.nn.relu(h) @ w + b
+        return h[..., 0]
+
+    return jax.vmap(one)(_dense_layers(dr.params))
+
+
+def candidate_rewards(dr: DynamicsReward, obs, action, next_obs, *, chunk_bytes: int = CHUNK_BYTES) -> jax.Array:
+    """r_D(s, a, s'_m) of M candidate next states per branch: (M, B), from obs (B, obs_dim), action
+    (B, act_dim) and next_obs (M, B, obs_dim); equal to :func:`dynamics_reward` of the broadcast
+    inputs up to float rounding (:func:`candidate_logits`).
+
+    All H x M x B evaluations are batched; when their widest activation would exceed
+    ``chunk_bytes`` the branches are split into equal chunks scored one after another
+    (``lax.map``), each chunk still all candidates and all discriminators at once.
+    """
+    m, batch = int(next_obs.shape[0]), int(next_obs.shape[1])
+    low, high = dr.low[:, None, None], dr.high[:, None, None]
+
+    def score(o, a, n):
+        return reward_from_probabilities(rescaled_probability(candidate_logits(dr, o, a, n), low, high), dr.d_clip)
+
+    layers = _dense_layers(dr.params)
+    width = max(int(b.shape[-1]) for _, b in layers)
+    per_branch = dr.num_discriminators * m * width * jnp.dtype(layers[0][0].dtype).itemsize
+    rows = max(1, int(chunk_bytes) // per_branch)
+    if rows >= batch:
+        return score(obs, action, next_obs)
+    n_chunks = -(-batch // rows)
+    rows = -(-batch // n_chunks)  # equal chunks: fewer than n_chunks padded branches
+    pad = n_chunks * rows - batch
+
+    def chunked(x, axis):
+        if pad:
+            x = jnp.pad(x, [(0, pad) if i == axis else (0, 0) for i in range(x.ndim)], mode="edge")
+        x = x.reshape(x.shape[:axis] + (n_chunks, rows) + x.shape[axis + 1:])
+        return jnp.moveaxis(x, axis, 0)
+
+    out = jax.lax.map(lambda xs: score(*xs), (chunked(obs, 0), chunked(action, 0), chunked(next_obs, 1)))  # (n, M, rows)
+    return jnp.moveaxis(out, 0, 1).reshape(m, n_chunks * rows)[:, :batch]
+
+
+# ---------------------------------------------------------------------------------------------
 # Training: one compiled program
 # ---------------------------------------------------------------------------------------------
 class RewardData(NamedTuple):

@@ -1,0 +1,87 @@
+"""benchmarks/continuous_suite.py: equal env-step budgets cut into whole iterations, clear
+refusals, and the gpu scale's programs (SAC's parallel preset, PPO's brax preset) compiling and
+running on this CPU at tiny size, with every figure the tables need."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlx.envs import playground
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "continuous_suite.py"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("continuous_suite", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("scale", ["cpu", "gpu"])
+def test_every_agent_gets_the_same_budget_in_whole_iterations(suite, scale):
+    sc = suite.SCALES[scale]
+    for name in suite.AGENTS:
+        config = suite.agent_config(name, sc, sc.env_steps, sc.evals, tiny=False)
+        per_iter, warmup = config.env_steps_per_iteration, config.warmup_env_steps
+        block = config.eval_every
+        assert block % per_iter == 0
+        assert config.total_steps == warmup + sc.evals * block
+        # at least the budget, and less than one iteration per evaluation block over it
+        assert sc.env_steps <= config.total_steps < sc.env_steps + sc.evals * per_iter
+        if name != "ppo":
+            assert config.buffer_size <= config.total_steps
+        if (preset := sc.presets.get(name)) is not None:
+            for key, value in suite.AGENTS[name].PRESETS[preset].items():
+                if not key.startswith("_") and key not in ("total_steps", "eval_every", "buffer_size"):
+                    assert getattr(config, key) == value, (name, key)
+
+
+@pytest.mark.timeout(60)
+def test_bad_arguments_are_refused_before_anything_compiles(suite, capsys):
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--agents", "sac,td4"])
+    assert "td4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--tasks", "brax/antt"])
+    assert "brax/antt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--seeds", "0"])
+    assert "--seeds" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not playground.playground_env_names(), reason="MuJoCo Playground is an optional extra")
+def test_gpu_scale_compiles_and_runs_at_tiny_size(tmp_path):
+    task = "playground/CartpoleBalance"
+    env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0", "JAX_PLATFORMS": "cpu"}
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--scale", "gpu", "--tiny", "--tasks", task, "--agents", "sac,ppo",
+         "--out", str(tmp_path), "--no-progress"],
+        check=True, cwd=ROOT, env=env, timeout=850,
+    )
+    payload = json.loads((tmp_path / "continuous_suite-gpu-cpu-tiny.json").read_text())
+    assert payload["machine"]["cpu_count"] and payload["versions"]["jax"]
+    sac, ppo = payload["results"]
+    # the presets' structure survives the shrinking
+    assert sac["preset"] == "parallel" and sac["config"]["tau"] == 0.1 and sac["config"]["normalize_observations"]
+    assert ppo["preset"] == "brax" and ppo["config"]["reward_scale"] == 10.0 and ppo["config"]["activation"] == "silu"
+    for r in (sac, ppo):
+        returns = np.asarray(r["returns"])
+        assert returns.shape == (2, 2) and np.isfinite(returns).all()
+        assert r["steps"][-1] == r["env_steps_per_seed"] >= 256
+        assert np.all(np.diff(r["wall_seconds"]) > 0) and r["wall_seconds"][0] >= r["compile_seconds"]
+        assert r["env_steps_per_second"] > 0
+    table = (tmp_path / "continuous_suite-gpu-cpu-tiny.md").read_text()
+    assert "TINY" in table and f"## {task}" in table and "| sac |" in table and "| ppo |" in table
+    assert (tmp_path / "continuous_suite-gpu-cpu-tiny.png").stat().st_size > 0
