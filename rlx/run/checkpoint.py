@@ -53,6 +53,8 @@ from rlx.run.logging import RunFileError, os_error_text
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1
 IDENTITY_KEYS = ("agent", "env", "env_kwargs", "seed", "num_seeds")
+# Compared when either side has them: a sweep's points (:mod:`rlx.run.sweep`).
+OPTIONAL_IDENTITY_KEYS = ("points",)
 
 
 def _handlers() -> dict:
@@ -191,7 +193,7 @@ _MISSING = "<missing>"
 def identity_mismatches(saved: Mapping, wanted: Mapping, saved_name: str = "checkpoint") -> list[str]:
     """One line per difference between two :func:`run_identity` dicts (empty: they agree)."""
     problems = []
-    for key in IDENTITY_KEYS:
+    for key in (*IDENTITY_KEYS, *(k for k in OPTIONAL_IDENTITY_KEYS if k in saved or k in wanted)):
         a, b = saved.get(key, _MISSING), wanted.get(key, _MISSING)
         if a != b:
             problems.append(f"{key}: {saved_name} {a!r}, this run {b!r}")
@@ -323,13 +325,16 @@ def _quiet_orbax(level: int = logging.ERROR):
 class RunCheckpoints:
     """Save and restore the checkpoints under ``<run_dir>/checkpoints/``.
 
-    With ``write=False`` nothing on disk is created, changed or cleaned up.
+    With ``write=False`` nothing on disk is created, changed or cleaned up. ``resume_command``:
+    what continues the run after a failed save (default: ``rlx train AGENT --resume RUN_DIR``).
     """
 
-    def __init__(self, run_dir, *, keep: int = 3, save_buffer: bool = True, write: bool = True):
+    def __init__(self, run_dir, *, keep: int = 3, save_buffer: bool = True, write: bool = True,
+                 resume_command: str | None = None):
         if keep < 1:
             raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
         self.run_dir = Path(run_dir)
+        self.resume_command = resume_command
         self.directory = self.run_dir / CHECKPOINT_DIR
         self.save_buffer = save_buffer
         self._manager = None
@@ -386,7 +391,8 @@ class RunCheckpoints:
         agent = meta.get("agent")
         with writing(
             self.path(evaluation), self.path(last_good[-1]) if last_good else None,
-            f"rlx train {agent} --resume {self.run_dir}" if isinstance(agent, str) else None, kind="checkpoint",
+            self.resume_command or (f"rlx train {agent} --resume {self.run_dir}" if isinstance(agent, str) else None),
+            kind="checkpoint",
         ), _quiet_orbax(logging.CRITICAL):
             saved = self._manager.save(int(evaluation), args=ocp.args.Composite(**items), force=True)
         if not saved:
@@ -497,9 +503,10 @@ class RunCheckpoints:
         missing = [name for name in REQUIRED_METRICS if name not in metrics]
         if missing:
             raise self._damaged(evaluation, ValueError(f"its metrics lack {', '.join(missing)}"))
-        bad = [k for k, v in metrics.items() if v.shape != (identity["num_seeds"], evaluation)]
+        runs = identity.get("num_runs", identity["num_seeds"])  # a sweep: points x seeds
+        bad = [k for k, v in metrics.items() if v.shape != (runs, evaluation)]
         if bad:
-            raise self._damaged(evaluation, ValueError(f"metrics {bad} do not have shape (num_seeds, {evaluation})"))
+            raise self._damaged(evaluation, ValueError(f"metrics {bad} do not have shape ({runs}, {evaluation})"))
         state = merge_buffers(out.state, list(out.buffers), template) if buffers else out.state
         return Restored(evaluation, path, state, metrics, meta)
 
@@ -530,9 +537,8 @@ def _read_config(run_dir: Path) -> dict:
     if not path.is_file():
         if (run_dir / "sweep.json").is_file():
             raise CheckpointError(
-                f"{run_dir} is a sweep folder, not a run folder: a sweep keeps the metrics of its points "
-                f"({run_dir / 'points'}/*), no checkpoints, so it cannot be resumed or evaluated; "
-                f"run the sweep again to change it"
+                f"{run_dir} is a sweep folder, not a run folder: continue a stopped sweep with "
+                f"`rlx sweep ALGO --resume {run_dir}`; the metrics of its points are in {run_dir / 'points'}/*"
             )
         raise CheckpointError(f"{run_dir} is not a run folder: it has no config.json")
     try:
@@ -563,19 +569,23 @@ def sweep_point(run_dir, info: Mapping) -> tuple[int | None, Path | None, str | 
 
 
 def refuse_sweep_point(run_dir, info: Mapping) -> None:
-    """A sweep point has no checkpoints: resuming it would train it again and overwrite its
-    metrics, which the sweep's summary was made from. Refused before anything is written."""
+    """A sweep point has no checkpoints of its own (the sweep's hold all its points together):
+    resuming it alone would train it again and overwrite its metrics, which the sweep's summary
+    was made from. Refused before anything is written."""
     point = sweep_point(run_dir, info)
     if point is None:
         return
     index, sweep_dir, command = point
     which = f"point {index}" if index is not None else "a point"
     where = f"the sweep in {sweep_dir}" if sweep_dir is not None else "a sweep"
-    again = f" ({command})" if command else ""
+    again = (
+        f"continue the sweep with `rlx sweep ALGO --resume {sweep_dir}`" if sweep_dir is not None
+        else "run the sweep again instead" + (f" ({command})" if command else "")
+    )
     raise CheckpointError(
-        f"{run_dir} is {which} of {where}: a sweep point has no checkpoints and cannot be "
-        f"resumed (that would train it again and overwrite the metrics its summary was made from); "
-        f"run the sweep again instead{again}"
+        f"{run_dir} is {which} of {where}: a sweep point has no checkpoints of its own and cannot be "
+        f"resumed alone (that would train it again and overwrite the metrics its summary was made from); "
+        f"{again}"
     )
 
 
@@ -641,9 +651,13 @@ def bind_inputs(spec: RunSpec) -> RunSpec:
 
 
 def abstract_runner_state(train, num_seeds: int, keys):
-    """Shapes and dtypes of ``train.init`` over the run's seed keys (traced, never run)."""
-    init = jax.vmap(train.init) if num_seeds > 1 else train.init
-    return jax.eval_shape(jax.jit(init), keys if num_seeds > 1 else keys[0])
+    """Shapes and dtypes of ``train.init`` over the run's seed keys (traced, never run): the
+    state of the :class:`rlx.run.compiled.CompiledRun` that :func:`rlx.run.run` trains."""
+    from rlx.run.compiled import CompiledRun
+    from rlx.run.mesh import RunsLayout
+
+    compiled = CompiledRun.of_train(train, RunsLayout(num_seeds, num_seeds, None), num_seeds)
+    return compiled.abstract_state(keys if num_seeds > 1 else keys[0])
 
 
 def default_checkpoint_every(num_evals: int) -> int:
@@ -651,25 +665,29 @@ def default_checkpoint_every(num_evals: int) -> int:
     return max(1, -(-num_evals // 10))
 
 
-def open_for_resume(run_dir, identity: Mapping, template: Callable[[], Any]) -> Restored | None:
+def open_for_resume(
+    run_dir, identity: Mapping, template: Callable[[], Any], *, saved: Mapping | None = None, described_in: str = "config.json"
+) -> Restored | None:
     """Check that ``run_dir`` is the run described by ``identity``; restore its latest checkpoint.
 
     Returns None when the run has no checkpoint yet (it then starts again from the beginning,
     which gives the same run). ``template`` builds the abstract runner state when needed. The
     checkpoint of a complete run saved without its replay buffer restores with None for it.
     Refusals (a different run, a damaged or incompatible checkpoint, a sweep point) change
-    nothing on disk.
+    nothing on disk. ``saved``: the identity the folder describes when it is not a run's
+    ``config.json`` (a sweep's, read from ``described_in``).
     """
     run_dir = Path(run_dir)
-    info = _read_config(run_dir)
-    refuse_sweep_point(run_dir, info)
-    saved = {key: info.get(key) for key in IDENTITY_KEYS} | {"config": info.get("config", {})}
-    saved["env_kwargs"] = saved["env_kwargs"] or {}
-    problems = identity_mismatches(saved, identity, saved_name="config.json")
+    if saved is None:
+        info = _read_config(run_dir)
+        refuse_sweep_point(run_dir, info)
+        saved = {key: info.get(key) for key in IDENTITY_KEYS} | {"config": info.get("config", {})}
+        saved["env_kwargs"] = saved["env_kwargs"] or {}
+    problems = identity_mismatches(saved, identity, saved_name=described_in)
     if problems:
         raise CheckpointError(
             f"cannot resume {run_dir}: a resumed run keeps the agent, env, seeds and config of "
-            f"its config.json, and this run differs:\n  " + "\n  ".join(problems)
+            f"its {described_in}, and this run differs:\n  " + "\n  ".join(problems)
         )
     with RunCheckpoints(run_dir, write=False) as checkpoints:
         latest = checkpoints.latest()
@@ -835,7 +853,8 @@ def load_trained_run(run_dir, evaluation: int | None = None) -> TrainedRun:
         if checkpoints.latest() is None:
             point = sweep_point(spec.run_dir, spec.info)
             why = (
-                f"it is a sweep point{f' of {point[1]}' if point[1] else ''}: sweeps keep metrics, not checkpoints"
+                f"it is a sweep point{f' of {point[1]}' if point[1] else ''}: the sweep's checkpoints hold all its "
+                "points together, and evaluating one point from them is not supported"
                 if point is not None
                 else "it stopped before its first checkpoint, or was trained with checkpoint_every=0"
             )

@@ -1,13 +1,14 @@
-"""The chunked driver: one compiled step, run a few evaluation blocks at a time, with host I/O
-(progress bar, metrics files, plot) in between.
+"""The chunked driver: ``run`` trains one config's seeds, a few evaluation blocks at a time, with
+host I/O (progress bar, metrics files, checkpoints, plot) in between.
 
-The driver compiles ``train.run_blocks`` once for its chunk length and calls it repeatedly; the
-iteration itself never leaves the device. With one seed it runs the same program as
-``jax.jit(train)(key)``; with several it runs ``jax.vmap`` over seeds.
-
-Between chunks it also writes checkpoints of the whole runner state (:mod:`rlx.run.checkpoint`),
-so a stopped run continues from its latest one (``resume=True`` / :func:`resume_run`) with the
-same metrics as if it had never stopped; Ctrl-C finishes the current chunk and saves one first.
+The training program is a :class:`rlx.run.compiled.CompiledRun`: ``train.run_blocks`` compiled
+once for the chunk length and called repeatedly; the iteration itself never leaves the device.
+With one seed it runs the same program as ``jax.jit(train)(key)``; with several it runs
+``jax.vmap`` over seeds. The host work between chunks is a :class:`rlx.run.observer.RunObserver`'s:
+metrics files, sinks, NaN guard and checkpoints of the whole runner state
+(:mod:`rlx.run.checkpoint`), so a stopped run continues from its latest one (``resume=True`` /
+:func:`resume_run`) with the same metrics as if it had never stopped; Ctrl-C finishes the current
+chunk and saves one first. :func:`rlx.run.run_sweep` trains points x seeds the same way.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from rlx.core import contract, memory
 from rlx.core.config import check_seed
 from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
-from rlx.run import nan_guard
+from rlx.run.compiled import CompiledRun
 from rlx.run.mesh import make_data_parallel_train, runs_layout
+from rlx.run.observer import RunObserver, progress_bar, start_folder
 from rlx.run.plot import plot_learning_curve
 from rlx.run.train import RunnerState, Schedule, make_train
 
@@ -173,169 +175,63 @@ def run(
     schedule: Schedule = train.schedule
     if check_memory and not resume:  # before anything is allocated or written
         memory.check_run_fits(getattr(train, "device_train", train), num_seeds, layout.runs_per_device, config)
-    # With several hosts (jax.distributed) every host has all metrics; the first one writes them.
-    writes = out_dir is not None and jax.process_index() == 0
+    compiled = CompiledRun.of_train(train, layout, num_seeds, data_parallel=data_parallel)
     agent_name = contract.name_of(agent)
     identity = ckpt.run_identity(agent_name, env_name, env_kwargs, seed, num_seeds, config)
     if key is None:
         keys = seed_keys(seed, num_seeds)
     else:
         keys = key[None] if num_seeds == 1 else jax.random.split(key, num_seeds)
+    inputs = keys if num_seeds > 1 else keys[0]
     restored = None
     if resume:
         if out_dir is None:
             raise ValueError("resume=True needs out_dir, the folder of the run to continue")
         if jax.process_count() > 1:
             raise ValueError("resuming a run is supported on one host only")
-        restored = ckpt.open_for_resume(out_dir, identity, lambda: ckpt.abstract_runner_state(train, num_seeds, keys))
+        restored = ckpt.open_for_resume(out_dir, identity, lambda: compiled.abstract_state(inputs))
         out = Path(out_dir)
+    elif out_dir is not None and jax.process_index() == 0:  # with several hosts the first one writes
+        out = start_folder(out_dir, overwrite, {"config.json": {
+            "agent": agent_name,
+            "env": env_name,
+            "env_kwargs": env_kwargs or {},
+            "seed": seed,
+            "num_seeds": num_seeds,
+            "config": config.to_dict(),
+            "schedule": dataclasses.asdict(schedule),
+            "versions": runlog.versions(),
+            "device": runlog.device_info(),
+            "runs_layout": layout.describe(),
+            "command": runlog.command_line(),
+            **(extra_info or {}),
+        }})
     else:
-        out = runlog.prepare_run_dir(out_dir, overwrite) if writes else None
-    if out is not None and not resume:
-        runlog.write_json(
-            out / "config.json",
-            {
-                "agent": agent_name,
-                "env": env_name,
-                "env_kwargs": env_kwargs or {},
-                "seed": seed,
-                "num_seeds": num_seeds,
-                "config": config.to_dict(),
-                "schedule": dataclasses.asdict(schedule),
-                "versions": runlog.versions(),
-                "device": runlog.device_info(),
-                "runs_layout": layout.describe(),
-                "command": runlog.command_line(),
-                **(extra_info or {}),
-            },
-        )
-    start = 0 if restored is None else restored.evaluation
-    complete = start >= schedule.num_evals
-    wall_times: list[float] = [] if restored is None else [float(w) for w in restored.meta["wall_time"]]
-    resume_command = f"rlx train {agent_name} --resume {out}"
-    if out is not None and not complete:
-        # The files start over with the rows the checkpoint holds; rows written after it are
-        # dropped and written again by this run.
-        start_rows = runlog.eval_records(restored.metrics, 0, start, wall_times) if start else None
-        with ckpt.writing(out / "metrics.jsonl", restored and restored.path, resume_command):
-            writer = runlog.MetricsWriter(out, start_rows)
-    checkpoints = None
-    if out is not None and checkpoint_every != 0 and jax.process_count() == 1 and not complete:
-        checkpoints = ckpt.RunCheckpoints(out, keep=keep_checkpoints, save_buffer=save_buffer)
-    every = checkpoint_every or ckpt.default_checkpoint_every(schedule.num_evals)
-    batched = num_seeds > 1
-
-    def lift(fn):
-        return jax.vmap(fn) if batched else fn
-
+        out = None
+    complete = restored is not None and restored.evaluation >= schedule.num_evals
     if not complete and (note := schedule.rounding_note(config)) is not None:
         print(f"{env_name}: {note}", flush=True)  # even without a progress bar: never a quiet change
-    bar = _progress_bar(
-        progress and not complete, schedule.total_env_steps * num_seeds, f"{env_name}",
-        "grad step" if schedule.step_unit == "gradient steps" else "step",
+    observer = RunObserver(
+        out, schedule, num_runs=num_seeds, identity=identity, resume_command=f"rlx train {agent_name} --resume {out}",
+        restored=restored, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+        save_buffer=save_buffer, sinks=sinks, debug_nans=debug_nans,
+        bar=progress_bar(
+            progress and not complete, schedule.total_env_steps * num_seeds, f"{env_name}",
+            "grad step" if schedule.step_unit == "gradient steps" else "step",
+        ),
+        description=env_name, postfix=lambda m: f"eval {float(np.mean(m['eval/return_mean'][:, -1])):8.1f}",
     )
     t0 = time.perf_counter()
-    if restored is None:
-        init_fn = layout.jit(lift(train.init))
-        runner_state = init_fn(layout.place(keys) if batched else keys[0])
-    else:
-        runner_state = layout.place(restored.state) if batched or data_parallel else restored.state
-    chunk_fns: dict[int, Any] = {}
-
-    def chunk_fn(n):
-        if n not in chunk_fns:
-            fn = layout.jit(lift(lambda rs: train.run_blocks(rs, n)), donate_argnums=0)
-            chunk_fns[n] = fn.lower(runner_state).compile()
-        return chunk_fns[n]
-
-    if bar is not None:
-        bar.set_description(f"{env_name} (compiling)")
-    if not complete:
-        chunk_fn(min(blocks_per_chunk, schedule.num_evals - start))
-    jax.block_until_ready(runner_state)
-    compile_seconds = time.perf_counter() - t0
-    if bar is not None:
-        bar.set_description(env_name)
-        bar.update((schedule.warmup_env_steps + start * schedule.env_steps_per_eval) * num_seeds)
-
-    chunks: list[dict[str, np.ndarray]] = [] if restored is None else [restored.metrics]
-    done = saved = start
-    wall_offset = wall_times[-1] if wall_times else 0.0
-    earlier = restored.meta if restored is not None else {}
-    checkpoint_path = None if restored is None else restored.path
-    t_run = time.perf_counter()
-
-    def save_checkpoint(merged):
-        meta = {
-            **identity,
-            "schedule": dataclasses.asdict(schedule),
-            "num_evals": schedule.num_evals,
-            "env_steps": schedule.warmup_env_steps + done * schedule.env_steps_per_eval,
-            "wall_time": wall_times,
-            "compile_seconds": earlier.get("compile_seconds", 0.0) + compile_seconds,
-            "run_seconds": earlier.get("run_seconds", 0.0) + time.perf_counter() - t_run,
-        }
-        try:
-            return checkpoints.save(done, layout.fetch(runner_state), merged, meta)
-        except ckpt.CheckpointSaveError:  # a full disk: the earlier checkpoints are as they were
-            checkpoints.close()
-            raise
-
-    non_finite = None
-    with ckpt.InterruptRequest(enabled=checkpoints is not None) as stop:
-        while done < schedule.num_evals and not stop.requested:
-            n = min(blocks_per_chunk, schedule.num_evals - done)
-            runner_state, metrics = chunk_fn(n)(runner_state)
-            metrics = layout.fetch(metrics)
-            if not batched:
-                metrics = {k: np.asarray(v)[None] for k, v in metrics.items()}
-            chunks.append(metrics)
-            now = time.perf_counter()
-            wall_times += [wall_offset + now - t0] * n
-            merged = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in metrics}
-            rows = runlog.eval_records(merged, done, done + n, wall_times[done:])
-            if out is not None:
-                with ckpt.writing(out / "metrics.jsonl", checkpoint_path, resume_command):
-                    writer.write(rows)
-            for sink in sinks if jax.process_index() == 0 else ():
-                sink.write(rows)
-            only = None if debug_nans else nan_guard.is_reward_metric
-            if (non_finite := nan_guard.first_non_finite(metrics, done, only)) is not None:
-                break  # no checkpoint of a non-finite state: the latest one stays the last good one
-            done += n
-            due = done // every > saved // every or done == schedule.num_evals or stop.requested
-            if checkpoints is not None and due:
-                checkpoint_path, saved = save_checkpoint(merged), done
-            if bar is not None:
-                bar.update(n * schedule.env_steps_per_eval * num_seeds)
-                last = float(np.mean(metrics["eval/return_mean"][:, -1]))
-                sps = ((done - start) * schedule.env_steps_per_eval * num_seeds) / max(now - t_run, 1e-9)
-                bar.set_postfix_str(f"eval {last:8.1f} | {sps:,.0f} steps/s")
-    run_seconds = time.perf_counter() - t_run
-    if bar is not None:
-        bar.close()
-    if checkpoints is not None:
-        checkpoints.close()
-    for sink in sinks:
-        sink.close()
-    if non_finite is not None:
-        raise nan_guard.NonFiniteMetricError(non_finite, schedule.num_evals, checkpoint_path, out, every_metric=debug_nans)
-    if done < schedule.num_evals:  # Ctrl-C, after a checkpoint of where it stopped
-        raise ckpt.TrainingInterrupted(
-            out, done, schedule.num_evals, checkpoint_path, f"rlx train {agent_name} --resume {out}"
-        )
-
-    all_metrics = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
-    compile_seconds += earlier.get("compile_seconds", 0.0)
-    run_seconds += earlier.get("run_seconds", 0.0)
+    state = compiled.init(inputs) if restored is None else compiled.restore(restored.state)
+    done = observer.train(compiled, state, blocks_per_chunk, t0)
     result = RunResult(
-        all_metrics, layout.unpad(runner_state), schedule, config, out, compile_seconds, run_seconds,
-        start_evaluation=start, checkpoint=checkpoint_path, wall_time=np.asarray(wall_times, np.float64),
+        done.metrics, compiled.unpad(done.state), schedule, config, out, done.compile_seconds, done.run_seconds,
+        start_evaluation=done.start, checkpoint=done.checkpoint, wall_time=done.wall_time,
     )
     if out is not None and not (complete and (out / "summary.json").exists()):
-        with ckpt.writing(out / "learning_curve.png", checkpoint_path, resume_command):
+        with observer.finishing(out / "learning_curve.png"):
             plot_learning_curve(
-                result.steps, all_metrics["eval/return_mean"], out / "learning_curve.png",
+                result.steps, done.metrics["eval/return_mean"], out / "learning_curve.png",
                 title=f"{agent_name} on {env_name}", xlabel=schedule.step_unit,
             )
             runlog.write_json(out / "summary.json", summarize(result))
@@ -378,11 +274,3 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "run_seconds": round(result.run_seconds, 3),
         f"{result.schedule.unit_key}_per_second": round(result.steps_per_second, 1),
     }
-
-
-def _progress_bar(enabled: bool, total: int, desc: str, unit: str = "step"):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, smoothing=0.1)

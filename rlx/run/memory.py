@@ -1,13 +1,13 @@
 """``rlx train ... --dry-run``: build, estimate and compile a run without training, and report
 the compiled programs' memory analysis (``jax.jit(...).lower(...).compile().memory_analysis()``).
-The estimates and refusals themselves are :mod:`rlx.core.memory`'s."""
+The programs are those of the :class:`rlx.run.compiled.CompiledRun` that :func:`rlx.run.run`
+trains with, compiled from shapes alone. The estimates and refusals themselves are
+:mod:`rlx.core.memory`'s."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
-
-import jax
 
 from rlx.core.memory import DeviceMemory, StateEstimate, device_memory, format_bytes, state_estimate
 
@@ -101,6 +101,7 @@ def dry_run(agent, config, env, env_params=None, *, env_kwargs=None, seed: int =
     """
     import time
 
+    from rlx.run.compiled import CompiledRun
     from rlx.run.driver import _resolve_env, seed_keys
     from rlx.run.mesh import runs_layout
     from rlx.run.train import make_train
@@ -114,23 +115,13 @@ def dry_run(agent, config, env, env_params=None, *, env_kwargs=None, seed: int =
     layout = runs_layout(num_seeds, devices)
     estimate = state_estimate(train, layout.runs_per_device)
     memory = device_memory()
-    batched = num_seeds > 1
+    compiled = CompiledRun.of_train(train, layout, num_seeds)  # what rlx.run.run trains with
     keys = seed_keys(seed, num_seeds)
-    if batched:
-        keys = keys if layout.padding == 0 else jax.numpy.concatenate([keys, keys[: layout.padding]])
-    else:
-        keys = keys[0]
-
-    def lift(fn):
-        return jax.vmap(fn) if batched else fn
-
+    inputs = keys if num_seeds > 1 else keys[0]
     t0 = time.perf_counter()
-    init_fn = layout.jit(lift(train.init))
-    init_compiled = init_fn.lower(jax.ShapeDtypeStruct(keys.shape, keys.dtype)).compile()
-    state_shapes = jax.eval_shape(lift(train.init), keys)
+    init_compiled = compiled.lower_init(inputs)
     n = min(blocks_per_chunk, train.schedule.num_evals)
-    chunk = layout.jit(lift(lambda rs: train.run_blocks(rs, n)), donate_argnums=0)
-    chunk_compiled = chunk.lower(state_shapes).compile()
+    chunk_compiled = compiled.lower_chunk(n, inputs)
     return DryRunReport(
         estimate, memory, memory_analysis(init_compiled), memory_analysis(chunk_compiled), n, num_seeds,
         time.perf_counter() - t0,

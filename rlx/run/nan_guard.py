@@ -83,22 +83,26 @@ class NonFiniteMetricError(FloatingPointError):
     """A training metric became NaN or infinite; the run stopped before checkpointing it."""
 
     def __init__(
-        self, found: NonFinite, num_evals: int, checkpoint: Path | None, out_dir: Path | None, every_metric: bool = True
+        self, found: NonFinite, num_evals: int, checkpoint: Path | None, out_dir: Path | None, every_metric: bool = True,
+        *, run_name: str | None = None, rows_file: str = "metrics.jsonl", last_good_use: str | None = None,
     ):
+        """``run_name``: which run it was (default ``seed <i>``); ``rows_file``: where its metrics
+        rows are, relative to ``out_dir``; ``last_good_use``: what can be done with the last good
+        state (default: ``rlx eval <out_dir>`` evaluates it)."""
         self.found = found
         self.checkpoint = checkpoint
         others = f"; also non-finite there: {', '.join(found.others)}" if found.others else ""
         where = (
-            f"the latest checkpoint, {checkpoint}, holds the last good state (rlx eval {out_dir} "
-            "evaluates it)"
+            f"the latest checkpoint, {checkpoint}, holds the last good state "
+            f"({last_good_use or f'rlx eval {out_dir} evaluates it'})"
             if checkpoint is not None
             else "no checkpoint had been written before it"
         )
-        rows = f"; its metrics rows are in {out_dir}/metrics.jsonl" if out_dir is not None else ""
+        rows = f"; its metrics rows are in {out_dir}/{rows_file}" if out_dir is not None else ""
         guard = "--debug-nans" if every_metric else "rewards and returns are always checked; --debug-nans checks every metric"
         super().__init__(
             f"non-finite metric {found.metric} = {found.value} at step {found.step:,} "
-            f"(evaluation {found.evaluation + 1} of {num_evals}, seed {found.seed}){others}. "
+            f"(evaluation {found.evaluation + 1} of {num_evals}, {run_name or f'seed {found.seed}'}){others}. "
             f"Training stopped ({guard}) without checkpointing this state: {where}{rows}. "
             "Common causes: a learning rate too high for the reward scale, an exploding temperature, "
             "or a NaN reward or observation from the environment."

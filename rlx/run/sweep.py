@@ -25,7 +25,13 @@ writes into ``--out``:
 * ``summary.md`` / ``summary.csv`` / ``summary.json``: final evaluation return, mean +- std over
   seeds, per point, best first;
 * ``curves.png``: evaluation return against env steps, one line per point (mean over seeds,
-  +- one standard deviation shaded).
+  +- one standard deviation shaded);
+* ``checkpoints/``: the state of every run (points x seeds), as a run folder's.
+
+A sweep is one more axis of runs: it trains through the :class:`~rlx.run.compiled.CompiledRun`
+and :class:`~rlx.run.observer.RunObserver` that :func:`rlx.run.run` uses, so it has a run's
+checkpoints, Ctrl-C handling, ``--resume`` (:func:`resume_sweep`, ``rlx sweep ALGO --resume
+DIR``: bit for bit the sweep that never stopped), logging sinks and NaN guard.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -44,12 +51,15 @@ import numpy as np
 
 from rlx.core import contract
 from rlx.core.config import ConfigError, stack_configs
+from rlx.run import checkpoint as ckpt
 from rlx.run import logging as runlog
-from rlx.run.driver import _progress_bar, _resolve_env, seed_keys
+from rlx.run.compiled import CompiledRun
+from rlx.run.driver import _resolve_env, seed_keys
 from rlx.run.mesh import runs_layout
+from rlx.run.observer import MetricsFolder, RunObserver, progress_bar, start_folder
 from rlx.run.train import Schedule, make_train
 
-__all__ = ["SweepResult", "grid", "run_inputs", "run_sweep"]
+__all__ = ["SweepResult", "SweepSpec", "grid", "load_sweep_spec", "resume_sweep", "run_inputs", "run_sweep"]
 
 
 def grid(**values: Sequence) -> list[dict[str, Any]]:
@@ -163,6 +173,12 @@ def run_sweep(
     blocks_per_chunk: int = 1,
     devices: int | None = None,
     extra_info: dict | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 3,
+    save_buffer: bool = True,
+    resume: bool = False,
+    sinks: tuple = (),
+    debug_nans: bool = False,
 ) -> SweepResult:
     """Train every point of a sweep with ``num_seeds`` seeds in one compiled program.
 
@@ -171,11 +187,23 @@ def run_sweep(
     ``base_config.override(**point)``. Only tunable fields may differ between points: a
     static one fixes shapes or loop lengths and is refused (by ``stack_configs``) before
     anything is compiled, as is every invalid value.
+
+    A sweep is a run whose runs are points x seeds, so it has what :func:`rlx.run.run` has:
+    checkpoints of every run in ``<out_dir>/checkpoints/`` (``checkpoint_every``,
+    ``keep_checkpoints``, ``save_buffer``; Ctrl-C saves one and raises
+    :class:`rlx.run.checkpoint.TrainingInterrupted`), ``resume=True`` (continue the sweep in
+    ``out_dir`` from its latest checkpoint, bit for bit; the arguments must describe the sweep
+    its ``sweep.json`` describes), ``sinks`` (each metric under its point's folder name) and
+    the NaN guard (``debug_nans``: every metric, not only rewards and returns).
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
     if blocks_per_chunk < 1:
         raise ValueError(f"blocks_per_chunk must be >= 1, got {blocks_per_chunk}")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
+    if keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
     points = grid(**points) if isinstance(points, Mapping) else [dict(p) for p in points]
     if not points:
         raise ConfigError("a sweep needs at least one point")
@@ -195,18 +223,8 @@ def run_sweep(
     layout = runs_layout(num_runs, devices)
     agent_name = contract.name_of(agent)
 
-    writers = _prepare_outputs(
-        out_dir, overwrite, points, configs,
-        {
-            "agent": agent_name, "env": env_name, "env_kwargs": env_kwargs or {},
-            "seed": seed, "num_seeds": num_seeds, "schedule": dataclasses.asdict(schedule),
-            **(extra_info or {}),
-        },
-        base_config, layout,
-    )
-    out = None if writers is None else Path(out_dir)
-
-    def init(config, key):
+    def init(inputs):
+        config, key = inputs
         return config, make_train(agent, config, env, env_params).init(key)
 
     def run_blocks(carry, num_blocks):
@@ -214,87 +232,175 @@ def run_sweep(
         runner_state, metrics = make_train(agent, config, env, env_params).run_blocks(runner_state, num_blocks)
         return (config, runner_state), metrics
 
-    bar = _progress_bar(progress, schedule.total_env_steps * num_runs, f"sweep {env_name}")
+    # Every run is vmapped, even a sweep of one run: the configs are batched arguments.
+    compiled = CompiledRun(init, run_blocks, layout, batched=True)
+    inputs = (run_configs, run_keys)
+    identity = {
+        **ckpt.run_identity(agent_name, env_name, env_kwargs, seed, num_seeds, base_config),
+        "points": ckpt.plain(points), "num_runs": num_runs,
+    }
+    info = {
+        "agent": agent_name, "env": env_name, "env_kwargs": env_kwargs or {},
+        "seed": seed, "num_seeds": num_seeds, "schedule": dataclasses.asdict(schedule),
+        **(extra_info or {}),
+    }
+    folders = point_folders(points)
+    restored = None
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs out_dir, the folder of the sweep to continue")
+        if jax.process_count() > 1:
+            raise ValueError("resuming a sweep is supported on one host only")
+        out = Path(out_dir)
+        restored = ckpt.open_for_resume(
+            out, identity, lambda: compiled.abstract_state(inputs)[1], saved=_saved_identity(out), described_in="sweep.json"
+        )
+    elif out_dir is not None and jax.process_index() == 0:  # with several hosts the first one writes
+        out = start_folder(out_dir, overwrite, _descriptions(info, points, configs, folders, base_config, layout))
+    else:
+        out = None
+    complete = restored is not None and restored.evaluation >= schedule.num_evals
+    observer = RunObserver(
+        out, schedule, num_runs=num_runs, identity=identity, resume_command=f"rlx sweep {agent_name} --resume {out}",
+        restored=restored, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+        save_buffer=save_buffer, sinks=sinks, debug_nans=debug_nans,
+        folders=[
+            MetricsFolder(None if out is None else out / folder, slice(p * num_seeds, (p + 1) * num_seeds), folder.name)
+            for p, folder in enumerate(folders)
+        ],
+        run_name=lambda r: f"point {r // num_seeds} ({point_label(points[r // num_seeds])}), seed {r % num_seeds}",
+        rows_file="points/*/metrics.jsonl", last_good_use=f"rlx sweep {agent_name} --resume {out} continues from it",
+        bar=progress_bar(progress and not complete, schedule.total_env_steps * num_runs, f"sweep {env_name}"),
+        description=f"sweep {env_name}",
+        postfix=lambda m: "best point "
+        f"{float(np.nanmax(np.mean(m['eval/return_mean'][:, -1].reshape(num_points, num_seeds), axis=1))):8.1f}",
+        checkpointed=lambda carry: carry[1],  # the configs are the sweep's inputs, not its state
+    )
     t0 = time.perf_counter()
-    carry = layout.jit(jax.vmap(init))(*layout.place((run_configs, run_keys)))
-    chunk_fns: dict[int, Any] = {}
-
-    def chunk_fn(n):
-        if n not in chunk_fns:
-            fn = layout.jit(jax.vmap(lambda c: run_blocks(c, n)), donate_argnums=0)
-            chunk_fns[n] = fn.lower(carry).compile()
-        return chunk_fns[n]
-
-    if bar is not None:
-        bar.set_description(f"sweep {env_name} (compiling)")
-    chunk_fn(min(blocks_per_chunk, schedule.num_evals))
-    jax.block_until_ready(carry)
-    compile_seconds = time.perf_counter() - t0
-    if bar is not None:
-        bar.set_description(f"sweep {env_name}")
-        bar.update(schedule.warmup_env_steps * num_runs)
-
-    chunks: list[dict[str, np.ndarray]] = []
-    done = 0
-    t_run = time.perf_counter()
-    while done < schedule.num_evals:
-        n = min(blocks_per_chunk, schedule.num_evals - done)
-        carry, metrics = chunk_fn(n)(carry)
-        metrics = {k: v.reshape(num_points, num_seeds, n) for k, v in layout.fetch(metrics).items()}
-        chunks.append(metrics)
-        now = time.perf_counter()
-        if writers is not None:
-            for p, writer in enumerate(writers):
-                point_metrics = {k: v[p] for k, v in metrics.items()}
-                writer.write(runlog.eval_records(point_metrics, 0, n, [now - t0] * n))
-        done += n
-        if bar is not None:
-            bar.update(n * schedule.env_steps_per_eval * num_runs)
-            best = float(np.nanmax(np.mean(metrics["eval/return_mean"][:, :, -1], axis=1)))
-            sps = (done * schedule.env_steps_per_eval * num_runs) / max(now - t_run, 1e-9)
-            bar.set_postfix_str(f"best point {best:8.1f} | {sps:,.0f} steps/s")
-    run_seconds = time.perf_counter() - t_run
-    if bar is not None:
-        bar.close()
-
-    all_metrics = {k: np.concatenate([c[k] for c in chunks], axis=2) for k in chunks[0]}
-    result = SweepResult(points, configs, all_metrics, schedule, out, compile_seconds, run_seconds)
-    if out is not None:
-        _write_summary(result, out, f"{agent_name} on {env_name}")
+    if restored is None:
+        carry = compiled.init(inputs)
+    else:
+        carry = compiled.restore((run_configs, restored.state))
+    done = observer.train(compiled, carry, blocks_per_chunk, t0)
+    metrics = {k: v.reshape(num_points, num_seeds, -1) for k, v in done.metrics.items()}
+    result = SweepResult(points, configs, metrics, schedule, out, done.compile_seconds, done.run_seconds)
+    if out is not None and not (complete and (out / "summary.json").exists()):
+        with observer.finishing(out / "summary.json"):
+            _write_summary(result, out, f"{agent_name} on {env_name}")
     return result
 
 
-def _prepare_outputs(out_dir, overwrite, points, configs, info, base_config, layout):
-    """``sweep.json`` and every point's folder with its ``config.json``; the metrics writers."""
-    # With several hosts (jax.distributed) every host has all metrics; the first one writes them.
-    if out_dir is None or jax.process_index() != 0:
-        return None
-    out = runlog.prepare_run_dir(out_dir, overwrite)
+def point_folders(points: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """Each point's metrics folder, relative to the sweep's: ``points/<i>-<label>``."""
     width = len(str(len(points) - 1))
-    folders = [out / "points" / f"{i:0{width}d}-{point_label(p)}" for i, p in enumerate(points)]
-    runlog.write_json(
-        out / "sweep.json",
-        {
+    return [Path("points") / f"{i:0{width}d}-{point_label(p)}" for i, p in enumerate(points)]
+
+
+def _descriptions(info, points, configs, folders, base_config, layout) -> dict[str, dict]:
+    """``sweep.json`` and every point's ``config.json``."""
+    files = {
+        "sweep.json": {
             **info,
             "fields": list(points[0]),
-            "points": [{"point": i, "folder": str(f.relative_to(out)), **p} for i, (f, p) in enumerate(zip(folders, points, strict=True))],
+            "points": [{"point": i, "folder": str(f), **p} for i, (f, p) in enumerate(zip(folders, points, strict=True))],
             "base_config": base_config.to_dict(),
             "versions": runlog.versions(),
             "device": runlog.device_info(),
             "runs_layout": layout.describe(),
             "command": runlog.command_line(),
-        },
-    )
-    writers = []
+        }
+    }
     for i, (folder, point, config) in enumerate(zip(folders, points, configs, strict=True)):
-        folder.mkdir(parents=True, exist_ok=True)
-        runlog.write_json(folder / "config.json", {
+        files[str(folder / "config.json")] = {
             **info, "config": config.to_dict(), "sweep_point": {"point": i, **point},
             # Each point's folder describes itself, as a run folder does.
             "versions": runlog.versions(), "device": runlog.device_info(), "command": runlog.command_line(),
-        })
-        writers.append(runlog.MetricsWriter(folder))
-    return writers
+        }
+    return files
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """What ``sweep.json`` says about a sweep: enough to run it again or continue it."""
+
+    sweep_dir: Path
+    agent: Any
+    base_config: Any
+    points: list[dict[str, Any]]
+    env: str
+    env_kwargs: dict
+    seed: int
+    num_seeds: int
+    info: dict  # the whole sweep.json
+
+
+def _read_sweep_json(sweep_dir: Path) -> dict:
+    path = sweep_dir / "sweep.json"
+    if not path.is_file():
+        raise ckpt.CheckpointError(f"{sweep_dir} is not a sweep folder: it has no sweep.json")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ckpt.CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+    if not isinstance(info, dict):
+        raise ckpt.CheckpointError(f"{path} is not a sweep description")
+    return info
+
+
+def _saved_identity(sweep_dir: Path) -> dict:
+    info = _read_sweep_json(sweep_dir)
+    fields = info.get("fields") or []
+    return {
+        **{key: info.get(key) for key in ckpt.IDENTITY_KEYS},
+        "env_kwargs": info.get("env_kwargs") or {},
+        "config": info.get("base_config", {}),
+        "points": [{f: p.get(f) for f in fields} for p in info.get("points") or []],
+    }
+
+
+def load_sweep_spec(sweep_dir) -> SweepSpec:
+    """Read ``<sweep_dir>/sweep.json``; a clear error when it is not a sweep folder."""
+    from rlx import envs as rlx_envs
+    from rlx.agents import get_agent
+
+    sweep_dir = Path(sweep_dir)
+    info = _read_sweep_json(sweep_dir)
+    path = sweep_dir / "sweep.json"
+    for module in info.get("env_modules") or ():
+        try:
+            rlx_envs.import_env_module(module)
+        except (ImportError, ValueError) as err:
+            raise ckpt.CheckpointError(f"{path} names env module {module!r}, which cannot be imported now ({err})") from err
+    try:
+        agent = get_agent(info["agent"])
+        base = agent.Config.from_dict(info["base_config"])
+        points = _saved_identity(sweep_dir)["points"]
+        if not points:
+            raise ValueError("it has no points")
+        return SweepSpec(
+            sweep_dir, agent, base, points, info["env"], dict(info.get("env_kwargs") or {}),
+            int(info.get("seed", 0)), int(info.get("num_seeds", 1)), info,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ckpt.CheckpointError(f"{path} cannot be read as a sweep description ({type(err).__name__}: {err})") from err
+
+
+def resume_sweep(sweep_dir, agent=None, **options) -> SweepResult:
+    """Continue the sweep in ``sweep_dir`` from its latest checkpoint (:func:`run_sweep` with
+    ``resume=True``): agent, base config, points, env and seeds come from its ``sweep.json``;
+    ``options`` are :func:`run_sweep`'s run options (``progress``, ``blocks_per_chunk``,
+    ``checkpoint_every``, ``keep_checkpoints``, ``save_buffer``, ``devices``, ``sinks``,
+    ``debug_nans``). An offline agent is built again from the inputs the sweep names."""
+    spec = load_sweep_spec(sweep_dir)
+    if agent is None:
+        run_spec = ckpt.RunSpec(
+            spec.sweep_dir, spec.agent, spec.base_config, spec.env, spec.env_kwargs, spec.seed, spec.num_seeds, spec.info,
+        )
+        agent = ckpt.bind_inputs(run_spec).agent
+    return run_sweep(
+        agent, spec.base_config, spec.points, spec.env, env_kwargs=spec.env_kwargs, seed=spec.seed,
+        num_seeds=spec.num_seeds, out_dir=spec.sweep_dir, resume=True, **options,
+    )
 
 
 def _write_summary(result: SweepResult, out: Path, title: str) -> None:
