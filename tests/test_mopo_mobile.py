@@ -5,6 +5,7 @@ a CI budget: docs/algorithms/offline-model-based.md, "Learning tests")."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -110,6 +111,44 @@ def test_mobile_temperature_starts_at_one_and_only_the_alpha_in_use_is_clamped()
     # Below the bound the alpha in use is exp(log_alpha) itself.
     _, metrics_half = step(learner.replace(log_alpha=jnp.log(jnp.float32(0.5))))
     assert float(metrics_half["alpha"]) == pytest.approx(0.5, rel=1e-6)
+
+
+@pytest.mark.timeout(60)
+def test_mobile_target_and_temperature_by_hand():
+    """SAC's target r + gamma (1 - term) (min Qbar - alpha log pi) less the entropy term
+    (deterministic backup), optionally clipped at 0; alpha = min(exp(log_alpha), max_alpha)."""
+    # r = (1, -10), gamma = 0.99, min Qbar = 4, alpha = 0.2, log pi(a'|s') = -1, term = 0
+    args = (jnp.array([1.0, -10.0]), jnp.zeros(2), jnp.full(2, 4.0), jnp.full(2, -1.0), 0.2, 0.99)
+    cases = {
+        (True, False): [4.96, -6.04], (False, False): [5.158, -5.842], (True, True): [4.96, 0.0], (False, True): [5.158, 0.0],
+    }
+    for (deterministic, clip), expected in cases.items():
+        config = mobile.MOBILEConfig(deterministic_backup=deterministic, clip_target_at_zero=clip)
+        np.testing.assert_allclose(np.asarray(mobile.critic_target(config)(*args)), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(sac.critic_target(*args)), cases[(False, False)], rtol=1e-6)
+    temperature = mobile.temperature(mobile.MOBILEConfig(max_alpha=1.0))
+    assert float(temperature(jnp.log(jnp.float32(4.0)))) == 1.0
+    assert float(temperature(jnp.log(jnp.float32(0.5)))) == pytest.approx(0.5, rel=1e-6)
+
+
+@pytest.mark.timeout(60)
+def test_model_based_configs_take_sac_fields_from_sac():
+    """Each field of SAC's learner is SAC's own declaration, and sac_config() passes every one on."""
+    shared = [f.name for f in dataclasses.fields(sac.SACFields)]
+    for cls in (model_based.ModelBasedConfig, mopo.MOPOConfig, sac.SACConfig):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert all(fields[name] is sac.SACFields.__dataclass_fields__[name] for name in shared), cls.__name__
+    values = dict(
+        hidden_sizes=(32,), activation="tanh", log_std_min=-7.0, log_std_max=1.0, learn_alpha=False, actor_lr=1e-3,
+        critic_lr=2e-3, alpha_lr=4e-3, gamma=0.9, tau=0.01, init_alpha=0.3, target_entropy_scale=0.5,
+    )
+    assert sorted(values) == sorted(shared)
+    for cls in (mopo.MOPOConfig, mobile.MOBILEConfig):
+        config = cls(**values, batch_size=64).sac_config()
+        assert isinstance(config, sac.SACConfig) and config.learning_starts == 0 and config.batch_size == 64
+        assert {name: getattr(config, name) for name in shared} == values
+    defaults = sac.SACFields()
+    assert all(getattr(mopo.MOPOConfig(), name) == getattr(defaults, name) for name in shared)
 
 
 def test_clip_to_data_clips_only_the_next_state():

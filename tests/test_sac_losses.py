@@ -122,3 +122,26 @@ def test_a_column_shaped_target_is_refused_when_traced():
     np.testing.assert_allclose(
         jax.jit(sac.critic_target, static_argnums=5)(ones, ones * 0, ones, ones, 0.2, 0.99), np.full(4, 1.792), rtol=1e-6
     )
+
+
+@pytest.mark.timeout(120)
+def test_gradient_step_uses_the_target_and_temperature_it_is_given():
+    """The defaults are SAC's own (Eq. 2-3 target, alpha = exp(log_alpha)); hooks replace them."""
+    config = sac.SACConfig(hidden_sizes=(8,), batch_size=4, total_steps=100, learning_starts=10)
+    k_obs, k_learner, k_step = jax.random.split(jax.random.PRNGKey(0), 3)
+    obs = jax.random.normal(k_obs, (4, 3))
+    batch = Transition(obs, jnp.zeros((4, 1)), jnp.arange(4.0), obs + 1.0, jnp.array([0.0, 1.0, 0.0, 0.0]), jnp.zeros(4))
+    learner = sac.init_learner(config, obs, 1, k_learner).replace(log_alpha=jnp.log(jnp.float32(0.3)))
+
+    def step(**hooks):
+        return jax.jit(lambda lrn: sac.gradient_step(config, 1, lrn, batch, k_step, 0, **hooks))(learner)
+
+    default, explicit = step(), step(target_fn=sac.critic_target, temperature_fn=sac.temperature)
+    jax.tree.map(np.testing.assert_array_equal, default, explicit)
+    assert float(default[1]["alpha"]) == pytest.approx(0.3, rel=1e-6)
+
+    # A constant target y = 2: the critic loss is 0.5 sum_j mean_B (Q_j - 2)^2 on the old critics.
+    _, metrics = step(target_fn=lambda *args: jnp.full(4, 2.0), temperature_fn=lambda log_alpha: jnp.float32(0.5))
+    q = sac.twin_critic(config).apply(learner.critic_params, batch.obs, batch.action)
+    assert float(metrics["loss/critic"]) == pytest.approx(float(0.5 * jnp.mean(jnp.sum((q - 2.0) ** 2, axis=0))), rel=1e-6)
+    assert float(metrics["alpha"]) == 0.5

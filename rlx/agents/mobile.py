@@ -17,7 +17,9 @@ the actor's learning rate follows a cosine decay over training. As in the offici
 temperature is learned as log_alpha from 0 (alpha = 1) with the loss -log_alpha sg(log pi +
 H_target), H_target = -|A|, and the losses use alpha = min(exp(log_alpha), 1): the alpha is
 clamped, not log_alpha, so a log_alpha that has risen above 0 has to come back below 0 before
-the alpha in use drops under 1 again.
+the alpha in use drops under 1 again. The target and the clamped alpha are :func:`critic_target`
+and :func:`temperature`, which :func:`learn` passes to SAC's gradient step
+(:func:`rlx.agents.sac.gradient_step`), whose own defaults stay SAC's.
 
 Defaults (yihaosun1124/mobile ``configs/gym/default.py`` and ``train.py``): actor lr 1e-4
 (cosine), critic lr 3e-4, temperature lr 1e-4 from 1 (log_alpha = 0), target entropy -|A|,
@@ -125,9 +127,28 @@ def rollout_penalty(config: MOBILEConfig):
     return None  # MOBILE penalizes the critic target at learning time, with the current Q
 
 
+def critic_target(config: MOBILEConfig):
+    """MOBILE's critic target, SAC's ``target_fn`` (:func:`rlx.agents.sac.gradient_step`):
+    y = r + gamma (1 - term) min_i Qbar_i(s', a'), without SAC's -alpha log pi(a'|s') term
+    ("deterministic backup", the official code) unless ``deterministic_backup`` is off, and
+    clipped at 0 when ``clip_target_at_zero``. The penalty is already in r (:func:`learn`)."""
+
+    def target(reward, terminated, next_q_min, next_log_prob, alpha, gamma):
+        y = sac.critic_target(reward, terminated, next_q_min, next_log_prob, 0.0 if config.deterministic_backup else alpha, gamma)
+        return jnp.maximum(y, 0.0) if config.clip_target_at_zero else y
+
+    return target
+
+
+def temperature(config: MOBILEConfig):
+    """MOBILE's ``temperature_fn``: alpha = min(exp(log_alpha), max_alpha) in every loss, while
+    log_alpha itself stays unbounded (the official code)."""
+    return lambda log_alpha: jnp.minimum(sac.temperature(log_alpha), config.max_alpha)
+
+
 def learn(config: MOBILEConfig, agent, action_dim, learner, real, model, key, step):
-    """Penalize the model rows' targets by beta u(s, a), then one SAC step (deterministic
-    backup, optional clip at 0) whose losses use alpha = min(exp(log_alpha), max_alpha)."""
+    """Penalize the model rows' rewards by beta u(s, a), then one SAC step with MOBILE's
+    :func:`critic_target` and :func:`temperature`."""
     k_penalty, k_step = jax.random.split(key)
     u = bellman_inconsistency(config, agent.dynamics, learner, model.obs, model.action, k_penalty, action_dim)
     u = jax.lax.stop_gradient(u)
@@ -139,8 +160,7 @@ def learn(config: MOBILEConfig, agent, action_dim, learner, real, model, key, st
         learner = learner.replace(actor_opt_state=opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr}))
     learner, metrics = sac.gradient_step(
         config.sac_config(), action_dim, learner, model_based.concat(real, model), k_step, step,
-        entropy_backup=not config.deterministic_backup,
-        target_floor=0.0 if config.clip_target_at_zero else None, max_alpha=config.max_alpha,
+        target_fn=critic_target(config), temperature_fn=temperature(config),
     )
     return learner, {**metrics, "mobile/penalty": jnp.mean(u)}
 

@@ -38,7 +38,7 @@ from rlx.agents import sac
 from rlx.buffers.replay import ReplayBuffer, add_masked, init_buffer
 from rlx.buffers.replay import sample as sample_buffer
 from rlx.core import contract
-from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
+from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static
 from rlx.core.types import Transition
 from rlx.models import ensemble as ens
 from rlx.models import termination as term_rules
@@ -48,8 +48,8 @@ _widths = dict(check=lambda v: None if len(v) > 0 and all(int(w) >= 1 for w in v
 
 
 @config_dataclass
-class ModelBasedConfig(TrainConfig):
-    """Fields of the shared loop (SAC, data mixing, rollouts, dynamics ensemble).
+class RolloutConfig(TrainConfig):
+    """The shared loop's own fields: step counting, model rollouts and data mixing.
 
     ``total_steps`` and ``eval_every`` count gradient steps: offline training takes no env step.
     """
@@ -67,19 +67,14 @@ class ModelBasedConfig(TrainConfig):
     model_retain_epochs: int = static(5, "rollouts the model buffer holds (capacity = batch * h * retain)", low=1)
     real_ratio: float = static(0.05, "fraction of every minibatch drawn from the real dataset", low=0.0, high=1.0)
     batch_size: int = static(256, "SAC minibatch (real + model rows)", low=2)
-    # --- SAC --------------------------------------------------------------------------------
-    hidden_sizes: tuple[int, ...] = static((256, 256), "hidden layer widths of actor and critics", **_widths)
-    activation: str = static("relu", "hidden activation of actor and critics", choices=("relu", "tanh", "gelu", "silu", "elu"))
-    log_std_min: float = static(-20.0, "lower clip of the policy's log-std")
-    log_std_max: float = static(2.0, "upper clip of the policy's log-std")
-    learn_alpha: bool = static(True, "tune the temperature toward the target entropy", choices=(False, True))
-    actor_lr: float = tunable(3e-4, "actor learning rate (Adam)", low=0.0, low_inclusive=False)
-    critic_lr: float = tunable(3e-4, "critic learning rate (Adam)", low=0.0, low_inclusive=False)
-    alpha_lr: float = tunable(3e-4, "temperature learning rate (Adam)", low=0.0, low_inclusive=False)
-    gamma: float = tunable(0.99, "discount factor", low=0.0, high=1.0)
-    tau: float = tunable(0.005, "Polyak coefficient of the target critics", low=0.0, high=1.0)
-    init_alpha: float = tunable(1.0, "initial temperature", low=0.0, low_inclusive=False)
-    target_entropy_scale: float = tunable(1.0, "target entropy = -scale * action dimension")
+
+
+@config_dataclass
+class ModelBasedConfig(sac.SACFields, RolloutConfig):
+    """Fields of the shared loop, in this order (dataclass fields come base by base, the last
+    base first): its own (:class:`RolloutConfig`), SAC's learner (:class:`rlx.agents.sac.SACFields`,
+    with SAC's defaults), the dynamics ensemble's."""
+
     # --- dynamics ensemble (rlx.models.ensemble) --------------------------------------------
     ensemble_size: int = static(7, "members of the dynamics ensemble", low=1)
     num_elites: int = static(5, "elite members (lowest holdout MSE)", low=1)
@@ -98,8 +93,7 @@ class ModelBasedConfig(TrainConfig):
             problems.append(f"num_envs={self.num_envs}: offline training takes no env steps; leave it at 1")
         if self.normalize_observations:
             problems.append("normalize_observations=True: the dynamics model standardizes its own inputs; leave it False")
-        if self.log_std_min >= self.log_std_max:
-            problems.append(f"log_std_min={self.log_std_min} must be < log_std_max={self.log_std_max}")
+        problems.extend(super()._check_consistency())  # SAC's (log-std bounds)
         if self.eval_every % self.rollout_freq:
             problems.append(
                 f"eval_every={self.eval_every} must be a multiple of rollout_freq={self.rollout_freq} "
@@ -140,14 +134,11 @@ class ModelBasedConfig(TrainConfig):
         return "gradient steps"
 
     def sac_config(self) -> sac.SACConfig:
-        """The SAC settings of the policy learner (built in the trace: tunable leaves stay traced)."""
-        return sac.SACConfig(
-            total_steps=self.total_steps, batch_size=self.batch_size, hidden_sizes=tuple(self.hidden_sizes),
-            activation=self.activation, log_std_min=self.log_std_min, log_std_max=self.log_std_max,
-            learn_alpha=self.learn_alpha, learning_starts=0, actor_lr=self.actor_lr, critic_lr=self.critic_lr,
-            alpha_lr=self.alpha_lr, gamma=self.gamma, tau=self.tau, init_alpha=self.init_alpha,
-            target_entropy_scale=self.target_entropy_scale,
-        )
+        """The SAC settings of the policy learner: every field of :class:`rlx.agents.sac.SACFields`
+        as this config has it, no warm-up (built in the trace: tunable leaves stay traced)."""
+        learner = {f.name: getattr(self, f.name) for f in dataclasses.fields(sac.SACFields)}
+        learner = {k: tuple(v) if isinstance(v, list) else v for k, v in learner.items()}
+        return sac.SACConfig(**learner, total_steps=self.total_steps, batch_size=self.batch_size, learning_starts=0)
 
     def dynamics_config(self) -> ens.EnsembleConfig:
         n_layers = len(self.model_hidden_sizes) + 1

@@ -2,9 +2,10 @@
 arXiv 1812.05905): tanh-Gaussian actor, twin Q critics with Polyak-averaged targets, and a
 temperature tuned toward a target entropy.
 
-The module reads like the paper: configuration, networks, the three losses (Eq. 5/7 critic,
-Eq. 17 actor, Eq. 18 temperature), one training iteration, and the agent's ``init`` /
-``update`` / ``make_policy``, which :func:`rlx.run.make_train` turns into ``train(key)``.
+The module reads like the paper: configuration, networks, the critic target (the soft Bellman
+backup, Eq. 2-3) and the three losses (Eq. 5 critic, Eq. 7 actor, Eq. 18 temperature), one
+gradient step, one training iteration, and the agent's ``init`` / ``update`` / ``make_policy``,
+which :func:`rlx.run.make_train` turns into ``train(key)``.
 
 Conventions (``../shared/algorithms.md`` sections 0-1):
 * the critic target bootstraps through time-limit truncation and not through termination, from
@@ -33,7 +34,7 @@ from rlx import envs as rlx_envs
 from rlx.agents import off_policy
 from rlx.agents.off_policy import observation_stats  # noqa: F401  (part of the agent contract)
 from rlx.core import parallel
-from rlx.core.config import ConfigError, TrainConfig, config_dataclass, static, tunable
+from rlx.core.config import Config, ConfigError, TrainConfig, config_dataclass, static, tunable
 from rlx.core.distributions import sample_tanh_gaussian
 from rlx.core.networks import MLP, Ensemble, QNetwork
 from rlx.core.types import Transition
@@ -46,14 +47,11 @@ DATA_PARALLEL = True  # rlx.run.mesh.make_data_parallel_train: gradients average
 # Configuration (defaults: the paper's appendix table, SAC v2)
 # ---------------------------------------------------------------------------------------------
 @config_dataclass
-class SACConfig(TrainConfig):
-    # Evaluations every 1,000 env steps: the default 20,000 steps, warm-up (1,000) included, then
-    # run exactly (19 blocks of 1,000 after the warm-up) and evaluate at 2,000, 3,000, ..., 20,000.
-    eval_every: int = static(1_000, "environment steps between deterministic evaluations", low=1)
-    learning_starts: int = static(1_000, "warm-up env steps with uniform random actions before learning", low=0)
-    buffer_size: int = static(1_000_000, "replay capacity in transitions (capped at total_steps)", low=1)
-    batch_size: int = static(256, "minibatch size per gradient step", low=1)
-    gradient_steps: int = static(1, "gradient steps per iteration (one iteration = num_envs env steps)", low=1)
+class SACFields(Config):
+    """SAC's learner: the networks, the optimisers and the constants of the losses.
+    :class:`SACConfig` adds the fields of the online replay loop; the offline model-based agents'
+    :class:`rlx.agents.model_based.ModelBasedConfig` those of their rollouts and dynamics model."""
+
     hidden_sizes: tuple[int, ...] = static(
         (256, 256), "hidden layer widths of actor and critics",
         check=lambda v: None if len(v) > 0 and all(int(w) >= 1 for w in v) else "need >= 1 positive width",
@@ -62,10 +60,6 @@ class SACConfig(TrainConfig):
     log_std_min: float = static(-20.0, "lower clip of the policy's log standard deviation")
     log_std_max: float = static(2.0, "upper clip of the policy's log standard deviation")
     learn_alpha: bool = static(True, "tune the temperature toward the target entropy", choices=(False, True))
-    warmup_actions: str = static(
-        "uniform", "warm-up actions: uniform in [-1, 1] or sampled from the initial policy",
-        choices=("uniform", "policy"),
-    )
 
     actor_lr: float = tunable(3e-4, "actor learning rate (Adam)", low=0.0, low_inclusive=False)
     critic_lr: float = tunable(3e-4, "critic learning rate (Adam)", low=0.0, low_inclusive=False)
@@ -74,12 +68,33 @@ class SACConfig(TrainConfig):
     tau: float = tunable(0.005, "Polyak coefficient for the target critics", low=0.0, high=1.0)
     init_alpha: float = tunable(1.0, "initial temperature", low=0.0, low_inclusive=False)
     target_entropy_scale: float = tunable(1.0, "target entropy = -scale * action dimension")
+
+    def _check_consistency(self) -> list[str]:
+        problems = super()._check_consistency()
+        if self.log_std_min >= self.log_std_max:
+            problems.append(f"log_std_min={self.log_std_min} must be < log_std_max={self.log_std_max}")
+        return problems
+
+
+@config_dataclass
+class SACConfig(SACFields, TrainConfig):
+    """The learner's fields (:class:`SACFields`) and the online replay loop's."""
+
+    # Evaluations every 1,000 env steps: the default 20,000 steps, warm-up (1,000) included, then
+    # run exactly (19 blocks of 1,000 after the warm-up) and evaluate at 2,000, 3,000, ..., 20,000.
+    eval_every: int = static(1_000, "environment steps between deterministic evaluations", low=1)
+    learning_starts: int = static(1_000, "warm-up env steps with uniform random actions before learning", low=0)
+    buffer_size: int = static(1_000_000, "replay capacity in transitions (capped at total_steps)", low=1)
+    batch_size: int = static(256, "minibatch size per gradient step", low=1)
+    gradient_steps: int = static(1, "gradient steps per iteration (one iteration = num_envs env steps)", low=1)
+    warmup_actions: str = static(
+        "uniform", "warm-up actions: uniform in [-1, 1] or sampled from the initial policy",
+        choices=("uniform", "policy"),
+    )
     reward_scale: float = tunable(1.0, "multiplies rewards in the critic target", low=0.0, low_inclusive=False)
 
     def _check_consistency(self) -> list[str]:
-        problems = []
-        if self.log_std_min >= self.log_std_max:
-            problems.append(f"log_std_min={self.log_std_min} must be < log_std_max={self.log_std_max}")
+        problems = super()._check_consistency()
         if self.learning_starts >= self.total_steps:
             problems.append(
                 f"learning_starts={self.learning_starts} must be < total_steps={self.total_steps}"
@@ -219,8 +234,14 @@ def optimizers(config: SACConfig):
 # ---------------------------------------------------------------------------------------------
 # Losses
 # ---------------------------------------------------------------------------------------------
+def temperature(log_alpha):
+    """alpha = exp(log_alpha): the temperature the losses use (learned as its log: :func:`alpha_loss`)."""
+    return jnp.exp(log_alpha)
+
+
 def critic_target(reward, terminated, next_q_min, next_log_prob, alpha, gamma):
-    """Soft TD target y = r + gamma (1 - term) (min_j Qbar_j(s', a') - alpha log pi(a'|s')).
+    """Soft TD target y = r + gamma (1 - term) (min_j Qbar_j(s', a') - alpha log pi(a'|s')): the
+    soft Bellman backup (paper Eq. 2) of the soft value V(s') (Eq. 3), one sample a' ~ pi(.|s').
 
     Only termination stops bootstrapping; a truncated transition bootstraps from its true s'.
     Every input is (B,) (checked when traced: a (B, 1) column would broadcast to (B, B)).
@@ -266,51 +287,49 @@ def polyak(target, online, tau):
 # ---------------------------------------------------------------------------------------------
 def gradient_step(
     config: SACConfig, action_dim: int, state: SACLearner, batch: Transition, key, step=None,
-    *, entropy_backup: bool = True, target_floor: float | None = None, max_alpha=None,
+    *, target_fn=critic_target, temperature_fn=temperature,
 ):
-    """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``.
+    """One SAC update of ``state`` (a :class:`SACLearner`) on ``batch``: critics (Eq. 5), actor
+    (Eq. 7), temperature (Eq. 18), Polyak targets.
 
-    ``entropy_backup=False`` drops -alpha log pi(a'|s') from the critic target (a
-    "deterministic backup", as MOBILE's code trains); ``target_floor`` clips the target from
-    below; ``max_alpha`` bounds the temperature the losses use, min(exp(log_alpha), max_alpha),
-    while ``log_alpha`` itself stays unbounded (MOBILE's code). The defaults are SAC's.
+    ``target_fn(reward, terminated, next_q_min, next_log_prob, alpha, gamma) -> y`` is the critic
+    target (default :func:`critic_target`) and ``temperature_fn(log_alpha) -> alpha`` the
+    temperature every loss uses (default :func:`temperature`). An algorithm built on SAC passes
+    its own, e.g. MOBILE's target without the entropy term and its bounded alpha
+    (:mod:`rlx.agents.mobile`).
     """
     actor, critic = build_networks(config, action_dim)
     actor_opt, critic_opt, alpha_opt = optimizers(config)
     key_next, key_pi = jax.random.split(key)
-    alpha = jnp.exp(state.log_alpha)
-    if max_alpha is not None:
-        alpha = jnp.minimum(alpha, max_alpha)
+    alpha = temperature_fn(state.log_alpha)
     target_entropy = -config.target_entropy_scale * action_dim
 
-    # Critic target with a' ~ pi(.|s') from the current actor.
+    # Critic target y (Eq. 2-3) with a' ~ pi(.|s') from the current actor, then the critics (Eq. 5).
     next_mean, next_log_std = actor.apply(state.actor_params, batch.next_obs)
     next_action, next_log_prob = sample_tanh_gaussian(key_next, next_mean, next_log_std)
     next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)
-    target = critic_target(
+    target = target_fn(
         config.reward_scale * batch.reward,
         batch.terminated.astype(jnp.float32),
         jnp.min(next_q, axis=0),
         next_log_prob,
-        alpha if entropy_backup else 0.0,
+        alpha,
         config.gamma,
     )
-    if target_floor is not None:
-        target = jnp.maximum(target, target_floor)
     (c_loss, q), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
         state.critic_params, critic, batch, target
     )
     c_updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state, state.critic_params)
     critic_params = optax.apply_updates(state.critic_params, c_updates)
 
-    # Actor against the updated critics.
+    # Actor (Eq. 7) against the updated critics.
     (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         state.actor_params, actor, lambda o, a: critic.apply(critic_params, o, a), batch.obs, alpha, key_pi
     )
     a_updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state, state.actor_params)
     actor_params = optax.apply_updates(state.actor_params, a_updates)
 
-    # Temperature from the actor's sample.
+    # Temperature (Eq. 18) from the actor's sample.
     t_loss, t_grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob, target_entropy)
     if config.learn_alpha:
         t_update, alpha_opt_state = alpha_opt.update(t_grad, state.alpha_opt_state, state.log_alpha)
