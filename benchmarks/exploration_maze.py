@@ -30,11 +30,21 @@ from rlx.run.logging import benchmark_header, write_json
 
 
 def modules(hidden):
+    # APT's k-NN distances are taken in the state itself on the maze (2-D positions): URLB's ICM
+    # representation tanh(LayerNorm(W s + b)) of a 2-D s is blind to |s| while b ~ 0 (at
+    # initialisation every ray from the maze centre is one particle), see docs/algorithms/exploration.md.
+    # "apt_icm" is URLB's icm_apt, kept for the comparison.
     return {
         "rnd": I.RND(hidden_sizes=hidden),
         "disagreement": I.Disagreement(hidden_sizes=hidden),
-        "apt": I.APT(hidden=hidden[0]),
+        "apt": I.APT(representation="obs"),
+        "apt_icm": I.APT(representation="icm", hidden=hidden[0]),
     }
+
+
+# Logged per block of env steps for every explorer (means over the block's updates).
+DIAGNOSTICS = ("intrinsic/bonus_mean", "intrinsic/bonus_max", "intrinsic/knn_dist_mean", "intrinsic/knn_dist_max",
+               "alpha", "entropy", "q_mean")
 
 
 def curve(env, obs, checkpoints, resolution):
@@ -50,7 +60,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="4,000 steps, 32x32 networks")
     ap.add_argument("--steps", type=int, default=None, help="exploration env steps per module")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modules", default="rnd,disagreement,apt")
+    ap.add_argument("--modules", default="rnd,disagreement,apt,apt_icm",
+                    help="comma-separated explorers (a uniform random policy always runs)")
     ap.add_argument("--plan-module", default="apt", help="whose dataset the planner uses")
     ap.add_argument("--plan-updates", type=int, default=None)
     ap.add_argument("--finetune", action="store_true", help="also pretrain + fine-tune vs from scratch")
@@ -70,7 +81,8 @@ def main(argv=None):
     settings = {"env": "rlx/PointMaze-v0 (four_rooms)", "steps": steps, "seed": args.seed, "hidden": hidden,
                 "sac": {k: v for k, v in config.to_dict().items()}, "coverage_resolution": resolution,
                 "plan_updates": plan_updates, "plan_module": args.plan_module}
-    report = {**benchmark_header("exploration_maze", args.quick, argv, settings), "coverage": {}, "plan": {}}
+    report = {**benchmark_header("exploration_maze", args.quick, argv, settings), "coverage": {}, "plan": {},
+              "diagnostics": {}}
     key = jax.random.PRNGKey(args.seed)
     k_random, k_explore, k_plan, k_fine = jax.random.split(key, 4)
 
@@ -91,6 +103,9 @@ def main(argv=None):
         print(f"{name:12s} coverage {last['coverage']:.3f} entropy {last['entropy']:.3f} "
               f"({time.time() - t0:.0f} s)", flush=True)
         report["coverage"][name + "_visits"] = maze.visitation_counts(env, obs, resolution).tolist()
+        report["diagnostics"][name] = {k: np.round(np.asarray(result.metrics[k], np.float64), 5).tolist()
+                                       for k in DIAGNOSTICS if k in result.metrics}
+        report["diagnostics"][name]["env_steps"] = np.asarray(result.metrics["step"]).tolist()
 
     # Planning for goals chosen after exploration, from one dataset, no env interaction.
     data = datasets[args.plan_module]
@@ -158,6 +173,19 @@ def markdown(report) -> str:
         if name.endswith(("_wall_s", "_visits")):
             continue
         lines.append(f"| {name} | " + " | ".join(f"{r['coverage']:.3f}" for r in rows) + f" | {rows[-1]['entropy']:.3f} |")
+    diag = report.get("diagnostics", {})
+    if diag:
+        lines += ["", "## Training diagnostics (means over each block of updates: first block, middle, last)", "",
+                  "| explorer | bonus mean | bonus max | k-NN distance mean (APT) | SAC alpha | policy entropy |",
+                  "|---|---|---|---|---|---|"]
+        for name, d in diag.items():
+            picks = sorted({0, len(d["alpha"]) // 2, len(d["alpha"]) - 1}) if d.get("alpha") else []
+
+            def fmt(key, d=d, picks=picks):
+                return " / ".join(f"{d[key][i]:.3g}" for i in picks) if key in d else "-"
+
+            lines.append(f"| {name} | {fmt('intrinsic/bonus_mean')} | {fmt('intrinsic/bonus_max')} | "
+                         f"{fmt('intrinsic/knn_dist_mean')} | {fmt('alpha')} | {fmt('entropy')} |")
     lines += ["", f"## Planning from the {report['settings'].get('plan_module', 'apt')} dataset (offline SAC, "
               f"{report['settings']['plan_updates']:,} updates, no env steps), 16 episodes of 100 steps", "",
               "| goal | (x, y) | return | success | random policy | rewarded transitions in data |", "|---|---|---|---|---|---|"]

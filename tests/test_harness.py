@@ -311,7 +311,7 @@ def _runs_with_one_compile(name, agent, config, env, params):
         f"{name}: traced {counted.traces} over {num_evals} chunks; the step must be traced once "
         "(a retrace means a Python value, dtype or shape changes between iterations)"
     )
-    big = [n for n in compiles.names if "lambda" in n or "init" in n]
+    big = [n for n in compiles.names if "blocks" in n or "init" in n]
     assert len(big) == 2, f"{name}: expected one compile of init and one of the chunk, got {compiles.names}"
     assert np.all(np.isfinite(result.metrics["eval/return_mean"]))
 

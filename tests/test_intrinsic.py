@@ -79,6 +79,43 @@ def test_apt_knn_known_values():
                                [0.405465, 0.405465, 0.693147], rtol=1e-5)
 
 
+@pytest.mark.timeout(60)
+def test_apt_knn_reward_on_hand_placed_points_under_jit():
+    """Four points (0,0), (3,0), (0,4), (10,0), k = 3, self included: the three nearest
+    distances are (0,3,4), (0,3,5), (0,4,5), (0,7,10) -> means 7/3, 8/3, 3, 17/3 and
+    r = log(1 + mean); with clip 1 the first becomes mean(0,2,3) = 5/3. The particles are the
+    s' of the batch (s is all zeros here: a bonus on s would be log 1 = 0 everywhere)."""
+    pts = jnp.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [10.0, 0.0]])
+    means = np.array([7 / 3, 8 / 3, 3.0, 17 / 3])
+    r = jax.jit(I.knn_particle_reward, static_argnums=2)(pts, pts, 3)
+    np.testing.assert_allclose(np.asarray(r), np.log1p(means), rtol=1e-6)
+    r_clip = jax.jit(lambda p: I.knn_particle_reward(p, p, 3, 1.0))(pts)
+    np.testing.assert_allclose(float(r_clip[0]), np.log(8 / 3), rtol=1e-6)
+
+    module = I.APT(k=3, representation="obs", scale=2.0)
+    state = module.init(2, 2, jax.random.PRNGKey(0))
+    batch = _batch(jnp.zeros((4, 2)), jnp.zeros((4, 2)), pts)
+    bonus = jax.jit(module.bonus)(state, batch)
+    np.testing.assert_allclose(np.asarray(bonus), 2.0 * np.log1p(means), rtol=1e-6)
+    _, bonus_u, metrics = jax.jit(module.update)(state, batch, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(np.asarray(bonus_u), np.asarray(bonus), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["intrinsic/knn_dist_mean"]), means.mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["intrinsic/knn_dist_max"]), 17 / 3, rtol=1e-6)
+
+
+@pytest.mark.timeout(60)
+def test_apt_icm_representation_of_a_2d_state_is_blind_to_its_norm_at_init():
+    """URLB's z = tanh(LayerNorm(W s + b)) with b = 0 at initialisation: LayerNorm(W (c s)) =
+    LayerNorm(W s) for c > 0, so on a 2-D state all points of a ray from the origin are one
+    particle (why "obs" is the representation for the maze's positions)."""
+    module = I.APT(representation="icm", rep_dim=16, hidden=8)
+    state = module.init(2, 2, jax.random.PRNGKey(0))
+    s = jax.random.uniform(jax.random.PRNGKey(1), (32, 2), minval=-1.0, maxval=1.0)
+    z, z_half = jax.jit(module.represent)(state, s), jax.jit(module.represent)(state, 0.5 * s)
+    np.testing.assert_allclose(np.asarray(z_half), np.asarray(z), atol=1e-4)
+    assert float(jnp.mean(jnp.linalg.norm(z - z[::-1], axis=-1))) > 1.0  # directions do differ
+
+
 def test_disagreement_loss_is_l2_norm_not_squared():
     module = I.Disagreement(num_models=2, hidden_sizes=(4,), learning_rate=1e-3)
     state = module.init(2, 1, jax.random.PRNGKey(0))
