@@ -15,7 +15,8 @@ Scales (``--scale``):
 
 * ``cpu``: the agents' defaults (SAC 2x256 ReLU, one env, one update per env step; DSAC-T 3x256
   GELU; PPO 4 envs x 128 steps), 30,000 env steps per agent and task, 2 seeds, on
-  ``playground/CartpoleBalance`` and ``brax/inverted_pendulum``. About 45 minutes on 2 cores.
+  ``playground/CartpoleBalance`` and ``brax/inverted_pendulum``: 84 minutes on 2 cores shared with
+  other jobs (load 3-5); SAC and DSAC-T take all but a few of them.
 * ``gpu``: the accelerator presets (SAC/DSAC-T ``--preset parallel``: 1,024 envs, batch 32,768,
   two updates per iteration; PPO ``--preset brax``: 2,048 envs x 80 steps), 20M env steps per
   agent and task, 4 seeds, on Playground's CartpoleBalance, CheetahRun and WalkerWalk and brax's
