@@ -372,27 +372,35 @@ def _checkpoint_options(args) -> dict:
     }
 
 
+def resume_conflicts(args, spec, what: str, folder: Path) -> list[str]:
+    """The flags of ``rlx train|sweep ALGO --resume DIR`` that contradict the saved ``spec``
+    (``what``: "run" or "sweep", whose folder is ``folder``), each as a line naming the flag."""
+    command = "train" if what == "run" else "sweep"
+    given = getattr(args, "given", set())
+    problems = []
+    if spec.info["agent"] != args.algo:
+        problems.append(f"`rlx {command} {args.algo}`: the {what} trained {spec.info['agent']}")
+    if "env" in given and args.env != spec.env:
+        problems.append(f"--env {args.env}: the {what}'s env is {spec.env}")
+    if args.env_kwarg and parse_env_kwargs(args.env_kwarg) != spec.env_kwargs:
+        problems.append(f"--env-kwarg {' '.join(args.env_kwarg)}: the {what}'s env options are {spec.env_kwargs}")
+    for dest, flag in (("seed", "--seed"), ("num_seeds", "--num-seeds")):
+        if dest in given and getattr(args, dest) != getattr(spec, dest):
+            problems.append(f"{flag} {getattr(args, dest)}: the {what}'s {dest} is {getattr(spec, dest)}")
+    if args.out and Path(args.out).resolve() != folder.resolve():
+        problems.append(f"--out {args.out}: a resumed {what} continues in its own folder {folder}")
+    if args.overwrite:
+        problems.append(f"--overwrite: a resumed {what} continues its folder; it never starts it over")
+    return problems
+
+
 def resume_command(agent, args) -> int:
     """``rlx train ALGO --resume RUN_DIR``: everything but run options comes from the run."""
     from rlx.run import resume_run
     from rlx.run.checkpoint import CheckpointError, load_run_spec
 
     spec = load_run_spec(args.resume)
-    given = getattr(args, "given", set())
-    problems = []
-    if spec.info["agent"] != args.algo:
-        problems.append(f"`rlx train {args.algo}`: the run trained {spec.info['agent']}")
-    if "env" in given and args.env != spec.env:
-        problems.append(f"--env {args.env}: the run's env is {spec.env}")
-    if args.env_kwarg and parse_env_kwargs(args.env_kwarg) != spec.env_kwargs:
-        problems.append(f"--env-kwarg {' '.join(args.env_kwarg)}: the run's env options are {spec.env_kwargs}")
-    for dest, flag in (("seed", "--seed"), ("num_seeds", "--num-seeds")):
-        if dest in given and getattr(args, dest) != getattr(spec, dest):
-            problems.append(f"{flag} {getattr(args, dest)}: the run's {dest} is {getattr(spec, dest)}")
-    if args.out and Path(args.out).resolve() != spec.run_dir.resolve():
-        problems.append(f"--out {args.out}: a resumed run continues in its own folder {spec.run_dir}")
-    if args.overwrite:
-        problems.append("--overwrite: a resumed run continues its folder; it never starts it over")
+    problems = resume_conflicts(args, spec, "run", spec.run_dir)
     overrides = _config_overrides(agent, args)
     requested = spec.config.override(**overrides)  # values read and checked as for a new run
     for name in overrides:

@@ -14,6 +14,7 @@ from rlx.cli import (
     _default_out,
     _sinks,
     env_module_refs,
+    resume_conflicts,
 )
 from rlx.cli.inputs import builds_from_inputs, inputs_from_args
 from rlx.core.config import ConfigError
@@ -112,21 +113,7 @@ def _resume(agent, args) -> int:
     from rlx.run.sweep import load_sweep_spec
 
     spec = load_sweep_spec(args.resume)
-    given = getattr(args, "given", set())
-    problems = []
-    if spec.info["agent"] != args.algo:
-        problems.append(f"`rlx sweep {args.algo}`: the sweep trained {spec.info['agent']}")
-    if "env" in given and args.env != spec.env:
-        problems.append(f"--env {args.env}: the sweep's env is {spec.env}")
-    if args.env_kwarg and parse_env_kwargs(args.env_kwarg) != spec.env_kwargs:
-        problems.append(f"--env-kwarg {' '.join(args.env_kwarg)}: the sweep's env options are {spec.env_kwargs}")
-    for dest, flag in (("seed", "--seed"), ("num_seeds", "--num-seeds")):
-        if dest in given and getattr(args, dest) != getattr(spec, dest):
-            problems.append(f"{flag} {getattr(args, dest)}: the sweep's {dest} is {getattr(spec, dest)}")
-    if args.out and Path(args.out).resolve() != spec.sweep_dir.resolve():
-        problems.append(f"--out {args.out}: a resumed sweep continues in its own folder {spec.sweep_dir}")
-    if args.overwrite:
-        problems.append("--overwrite: a resumed sweep continues its folder; it never starts it over")
+    problems = resume_conflicts(args, spec, "sweep", spec.sweep_dir)
     if args.sweep_set:
         problems.append("--set: a resumed sweep trains the points of its sweep.json")
     overrides = _config_overrides(agent, args)
