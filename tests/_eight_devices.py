@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _fast_compile import xla_flags
+
 NUM_DEVICES = 8
 # Launch, both programs' compiles and runs: well under this on a 2-core machine.
 CHILD_TIMEOUT_S = 560
@@ -25,10 +27,9 @@ def launch(out: Path) -> Path:
     """Run this file as a script on 8 CPU devices, writing ``out/<part>/``; return ``out``."""
     # LLVM optimization level 0 halves the compile time of these tiny programs; every comparison
     # is between programs of the same child, and the partitioning (done on HLO) is unchanged.
-    flags = f"--xla_force_host_platform_device_count={NUM_DEVICES} --xla_backend_optimization_level=0"
     env = {
         **os.environ,
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip(),
+        "XLA_FLAGS": xla_flags(f"--xla_force_host_platform_device_count={NUM_DEVICES}"),
         "JAX_PLATFORMS": "cpu",
         "MPLBACKEND": "Agg",
     }

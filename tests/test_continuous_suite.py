@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fast_compile import xla_flags
 
 from rlx.envs import playground
 
@@ -64,7 +65,7 @@ def test_bad_arguments_are_refused_before_anything_compiles(suite, capsys):
 @pytest.mark.skipif(not playground.playground_env_names(), reason="MuJoCo Playground is an optional extra")
 def test_gpu_scale_compiles_and_runs_at_tiny_size(suite, tmp_path):
     task = "playground/CartpoleBalance"
-    env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(), "JAX_PLATFORMS": "cpu"}
     subprocess.run(
         [sys.executable, str(SCRIPT), "--scale", "gpu", "--tiny", "--tasks", task, "--agents", "sac",
          "--out", str(tmp_path), "--no-progress"],

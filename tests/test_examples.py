@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _fast_compile import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_example(name: str, *args: str, timeout: float, extra_env: dict | None = None) -> str:
-    env = {**os.environ, **(extra_env or {})}
+def run_example(name: str, *args: str, timeout: float) -> str:
+    env = {**os.environ, "XLA_FLAGS": xla_flags()}  # a smoke run (tests/_fast_compile.py)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), "--tiny", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
@@ -38,10 +39,7 @@ def number(pattern: str, text: str) -> float:
 def test_sac_brax_example_trains_vmapped_seeds_and_writes_a_learning_curve(tmp_path):
     pytest.importorskip("brax", reason="brax is an optional extra (pip install 'rlx[brax]')")
     out = tmp_path / "run"
-    # LLVM optimization level 0, as in tests/test_brax_agents.py: the brax program's compile is
-    # most of the time, and what runs is the same program.
-    printed = run_example("sac_brax.py", "--agent", "dsac_t", "--out", str(out), timeout=290,
-                          extra_env={"XLA_FLAGS": "--xla_backend_optimization_level=0"})
+    printed = run_example("sac_brax.py", "--agent", "dsac_t", "--out", str(out), timeout=290)
     match = re.search(r"dsac_t on brax/inverted_pendulum: final return per seed \[([^\]]*)\]", printed)
     assert match, printed
     returns = [float(r) for r in match.group(1).split(",")]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _fast_compile import xla_flags
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(600)
@@ -25,6 +26,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("RLX_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("XLA_FLAGS", xla_flags())  # the kernel's compiles (tests/_fast_compile.py)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=540, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = "".join(

@@ -94,6 +94,9 @@ def _stacked_params(continuous: bool):
 
 
 _CACHE: dict[str, dict[str, dict[int, float]]] = {}
+# The probes' programs are small and their values converge to fixed points: LLVM at optimization
+# level 0 compiles them faster and the same XLA program reaches the same values up to rounding.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def learned_values(name: str) -> dict[str, dict[int, float]]:
@@ -116,7 +119,7 @@ def learned_values(name: str) -> dict[str, dict[int, float]]:
         state = make_train(agent, config, env, p)(key).state.agent_state
         return jax.vmap(lambda o: setup.value(agent, config, state, o))(obs)
 
-    values = np.asarray(jax.jit(jax.vmap(train_and_read, in_axes=(0, None)))(params, jax.random.PRNGKey(0)))
+    values = np.asarray(jax.jit(jax.vmap(train_and_read, in_axes=(0, None)), compiler_options=FAST_COMPILE)(params, jax.random.PRNGKey(0)))
     out = {probe: dict(enumerate(map(float, v))) for probe, v in zip([*PROBE_NAMES, PLANTED], values, strict=True)}
     _CACHE[name] = out
     print(f"probe values, {name}: " + "; ".join(f"{p}: {v}" for p, v in out.items()))  # pytest -s
@@ -233,7 +236,7 @@ def _offline_values(name: str) -> dict[str, dict[int, float]]:
         state = make_train(built, config, env, env_params)(key).state.agent_state
         return jax.vmap(lambda o: value(built, config, state, o))(jnp.asarray(points, jnp.float32))
 
-    values = iter(map(float, np.asarray(jax.jit(train_and_read)(jax.random.PRNGKey(0)))))
+    values = iter(map(float, np.asarray(jax.jit(train_and_read, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0)))))
     out = {probe: {pos: next(values) for pos in range(len(pts))} for probe, pts in OFFLINE_POINTS.items()}
     _CACHE[name] = out
     print(f"offline probe values, {name}: " + "; ".join(f"{p}: {v}" for p, v in out.items()))  # pytest -s
