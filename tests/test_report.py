@@ -232,3 +232,17 @@ def test_report_plot_markers_and_step_unit(tmp_path, saved_figures):
     for task in ("gymnax/Pendulum-v1", "gymnax/Acrobot-v1", "gymnax/CartPole-v1"):
         (line,) = axes[task].lines
         assert line.get_marker() not in (None, "None", "", " "), task  # one evaluation: a visible dot
+
+
+def test_runs_from_other_datasets_are_other_tasks(tmp_path):
+    """Offline runs of one env trained from different datasets are not pooled: the dataset named
+    in config.json (``dataset``, else the folder in ``agent_inputs``) is part of the task."""
+    write_run(tmp_path / "a", "iql", "brax/hopper", [10.0, 30.0], agent_inputs={"dataset": "/data/hopper/medium"})
+    write_run(tmp_path / "b", "iql", "brax/hopper", [50.0, 70.0], agent_inputs={"dataset": "/data/hopper/expert"})
+    write_run(tmp_path / "c", "iql", "brax/hopper", [90.0, 110.0], dataset="hopper-replay")
+    report = rep.aggregate([tmp_path], normalization={"brax/hopper [dataset=hopper/expert]": (0.0, 100.0)})
+    by = {t.task: t for t in report.tasks}
+    assert set(by) == {"brax/hopper [dataset=hopper/medium]", "brax/hopper [dataset=hopper/expert]",
+                       "brax/hopper [dataset=hopper-replay]"}
+    assert by["brax/hopper [dataset=hopper/medium]"].iqm == pytest.approx(20.0)
+    assert by["brax/hopper [dataset=hopper/expert]"].normalized and not by["brax/hopper [dataset=hopper/medium]"].normalized

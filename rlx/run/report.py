@@ -19,7 +19,8 @@ ranges in :data:`NORMALIZATION` (returns whose range is fixed by the environment
 
 A run's score is its last evaluation return per seed (``--last K``: the mean of the last K
 evaluations). Runs are grouped by agent, config and task, a task being the env with its env
-kwargs (``rlx/KeyDoor-v0 [size=9]``): the seeds of one run and runs that differ only in their
+kwargs and, for offline agents, its dataset (``rlx/KeyDoor-v0 [size=9]``,
+``brax/hopper [dataset=hopper/medium]``): the seeds of one run and runs that differ only in their
 seed are pooled; agents with several configs are labelled by the fields that differ. Curves are
 drawn against the runs' own step counter: env steps, or gradient steps for offline agents.
 Written to ``--out`` (default: ``report/`` inside the first RUN_DIR): ``report.md``,
@@ -130,14 +131,24 @@ class RunData:
     returns: np.ndarray  # (num_seeds, num_evals): each seed's mean evaluation return
     env_kwargs: dict = dataclasses.field(default_factory=dict)
     step_unit: str = "env steps"  # "gradient steps" for an offline agent
+    dataset: str | None = None  # an offline agent's dataset (see _dataset_of)
 
     @property
     def task(self) -> str:
-        """The env, with its env kwargs when it has some: runs of one env with different
-        options are different tasks."""
-        if not self.env_kwargs:
-            return self.env
-        return f"{self.env} [" + ", ".join(f"{k}={v}" for k, v in sorted(self.env_kwargs.items())) + "]"
+        """The env, with its dataset and env kwargs when it has them: runs of one env with
+        different options, or trained from different datasets, are different tasks."""
+        tags = ([f"dataset={self.dataset}"] if self.dataset else []) + [f"{k}={v}" for k, v in sorted(self.env_kwargs.items())]
+        return f"{self.env} [{', '.join(tags)}]" if tags else self.env
+
+
+def _dataset_of(info: dict) -> str | None:
+    """The dataset an offline run trained from: config.json's ``dataset`` (a name given with
+    ``run(..., extra_info={"dataset": ...})``), else the folder ``rlx train --dataset`` recorded
+    in ``agent_inputs``, by its last two path parts (``hopper/medium``)."""
+    if info.get("dataset"):
+        return str(info["dataset"])
+    path = (info.get("agent_inputs") or {}).get("dataset")
+    return None if not path else "/".join(Path(path).parts[-2:])
 
 
 def _read_run(path: Path) -> RunData:
@@ -160,7 +171,7 @@ def _read_run(path: Path) -> RunData:
         unit = "gradient steps" if str(info["agent"]) in OFFLINE_AGENTS else "env steps"
     return RunData(
         path, str(info["agent"]), str(info["env"]), dict(info.get("config", {})), steps, returns,
-        dict(info.get("env_kwargs") or {}), str(unit),
+        dict(info.get("env_kwargs") or {}), str(unit), _dataset_of(info),
     )
 
 
