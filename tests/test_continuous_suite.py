@@ -2,7 +2,6 @@
 refusals, and the gpu scale's SAC program (its parallel preset) compiling and running on this
 CPU at tiny size, with every figure the tables need; PPO's brax preset keeps its structure there."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark
 from _fast_compile import xla_flags
 
 from rlx.envs import playground
@@ -21,11 +21,7 @@ SCRIPT = ROOT / "benchmarks" / "continuous_suite.py"
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("continuous_suite", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("continuous_suite")
 
 
 @pytest.mark.timeout(60)

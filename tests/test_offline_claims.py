@@ -3,26 +3,19 @@ and a report whose rows carry finite IQMs inside their bootstrap intervals; a se
 reads the finished folders back without training; bad arguments and folders written with other
 settings are refused before anything is compiled."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "offline_claims.py"
 VARIANTS = ("bc", "morec_mopo")
 
 
 @pytest.fixture(scope="module")
 def claims():
-    spec = importlib.util.spec_from_file_location("offline_claims", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("offline_claims")
 
 
 def tiny_argv(root: Path) -> list[str]:
