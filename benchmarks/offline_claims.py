@@ -1,7 +1,7 @@
 """BC, TD3+BC, IQL, MOPO, MOBILE and their MOREC variants side by side on two offline datasets,
 several seeds each, aggregated with ``rlx report``'s statistics (IQM with bootstrap intervals).
 
-    python benchmarks/offline_claims.py                     # --scale cpu: 45 minutes on 2 shared CPU cores
+    python benchmarks/offline_claims.py                     # --scale cpu: about 40 minutes on 2 CPU cores
     python benchmarks/offline_claims.py --scale paper       # the papers' settings, for an accelerator
     python benchmarks/offline_claims.py --datasets fridge --variants bc,mopo,morec_mopo --seeds 4
     python benchmarks/offline_claims.py --tiny              # seconds of running: a smoke test, not a result
@@ -43,8 +43,8 @@ Scales (``--scale``):
   rollouts from 500 / 1,000 starts every 250 gradient steps, MOREC rollouts of 20 steps (not
   100), a dynamics reward of 400 / 200 iterations with 128 x 128 networks, 3,000 (fridge) and
   5,000 (hopper) gradient steps, a 100,000-transition hopper dataset from a 30,000-step 64 x 64
-  SAC expert, 5 seeds. Measured on 2 cores shared with other jobs (load 3-5): 10 minutes for the
-  fridge, 34 for hopper-medium (of which 4 for the dataset, cached in ``--data-dir`` afterwards).
+  SAC expert, 5 seeds. Measured on 2 cores (load 0.3-1.9): 7 minutes for the fridge, 27 for
+  hopper-medium with its dataset cached in ``--data-dir`` (collecting it takes about 4 more).
   Every setting that differs from the paper scale's is listed in the output, field by field.
 * ``paper``: the papers' settings: each agent's defaults with its paper / per-task preset (1M
   gradient steps, 3M for MOBILE), 1M-transition datasets from a 1M-step expert, the dynamics
