@@ -76,7 +76,7 @@ def main(argv=None):
     dr_mopo, report = drw.train_dynamics_reward(dataset, rcfg, jax.random.PRNGKey(1))
     times["dynamics reward"] = report.seconds
     # MOREC-MOBILE's history: every 40th of the same iterations = every 4th of MOREC-MOPO's 40
-    dr_mobile = dr_mopo.replace(params=jax.tree.map(lambda x: x[::4], dr_mopo.params), low=dr_mopo.low[::4], high=dr_mopo.high[::4])
+    dr_mobile = dr_mopo.every(4)
 
     small = dict(total_steps=args.policy_steps, eval_every=args.policy_steps // 4, rollout_freq=250, rollout_batch_size=500,
                  hidden_sizes=(64, 64), eval_episodes=10, ensemble_size=7, num_elites=5, model_hidden_sizes=(64, 64))

@@ -69,9 +69,8 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
-
 from rlx.agents import bc, iql, mobile, mopo, morec, td3_bc
+from rlx.buffers.dataset import normalized_score
 from rlx.run import logging as runlog
 from rlx.run import report as rlx_report
 from rlx.run import run
@@ -267,10 +266,6 @@ def sibling(name: str):
     return module
 
 
-def score(returns, low: float, high: float) -> float:
-    return float(100.0 * (np.mean(returns) - low) / (high - low))
-
-
 class Shared:
     """A dataset's shared stages, made when first needed and kept in ``<runs>/<dataset>/shared``
     (stages.json: timings, normalization, the settings they were made with; the dynamics model and
@@ -377,7 +372,7 @@ class Shared:
         n = self.stages.get("normalization") or {}
         if n.get("data_policy") is None or not valid((n["random"], n["high"])):
             return None
-        return score(n["data_policy"], n["random"], n["high"])
+        return float(normalized_score(n["data_policy"], random_return=n["random"], expert_return=n["high"]))
 
     def dynamics(self):
         import jax
@@ -436,8 +431,7 @@ class Shared:
                 drw.save_dynamics_reward(path, every_10th)
                 self.stages["dynamics_reward"] = {"spec": spec, "seconds": round(seconds, 2)}
                 self._save()
-            every_40th = every_10th.replace(params=jax.tree.map(lambda x: x[::4], every_10th.params),
-                                            low=every_10th.low[::4], high=every_10th.high[::4])
+            every_40th = every_10th.every(4)
             self._rewards = {"mopo": every_10th, "mobile": every_40th}
         return self._rewards[base]
 

@@ -128,6 +128,21 @@ def fridge():
 
 
 @pytest.mark.timeout(300)
+def test_every_kth_discriminator_is_a_slice_of_the_history(fridge):
+    """``every(4)`` keeps discriminators 0, 4, 8, ... of every parameter and bound, and nothing else."""
+    _, dr, _, _ = fridge
+    thin = dr.every(4)
+    assert thin.num_discriminators == -(-dr.num_discriminators // 4)
+    for a, b in zip(jax.tree.leaves(dr.params), jax.tree.leaves(thin.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[::4], np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(dr.high)[::4], np.asarray(thin.high))
+    np.testing.assert_array_equal(np.asarray(dr.obs_mean), np.asarray(thin.obs_mean))
+    assert dr.every(1).num_discriminators == dr.num_discriminators
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        dr.every(0)
+
+
+@pytest.mark.timeout(300)
 def test_dynamics_reward_ranks_true_above_perturbed_on_unseen_state_actions(fridge):
     dataset, dr, report, _ = fridge
     assert dr.num_discriminators == 20 and np.all(np.isfinite(report.discriminator_loss))
