@@ -1,14 +1,30 @@
-"""Reward-free exploration on the four-room PointMaze: coverage vs env steps for each intrinsic
-module and for a uniform random policy; then, from one exploration dataset, offline planning
-for goals chosen after exploration (downstream return); optionally URLB's protocol (pretrain
-reward-free, fine-tune on a goal) against SAC from scratch with the same fine-tuning budget.
+"""Reward-free explorers against a uniform random policy on the four-room PointMaze, several seeds.
 
-    python benchmarks/exploration_maze.py                 # 20,000 steps per module, 1 seed
-    python benchmarks/exploration_maze.py --quick         # 4,000 steps, small networks
-    python benchmarks/exploration_maze.py --finetune      # also the URLB protocol
+Coverage vs env steps for each intrinsic module against a uniform random policy; then, from every dataset (the random policy's
+and each explorer's), offline planning for the layout's goals, given after exploration
+(downstream return); optionally URLB's protocol (pretrain reward-free, fine-tune on a goal)
+against SAC from scratch with the same fine-tuning budget (one seed).
+
+    python benchmarks/exploration_maze.py                 # 20,000 steps per module, 5 seeds
+    python benchmarks/exploration_maze.py --seeds 10      # 10 seeds
+    python benchmarks/exploration_maze.py --quick         # 4,000 steps, small networks, 3,000 updates
+    python benchmarks/exploration_maze.py --finetune      # also the URLB protocol (one seed)
+
+Every explorer and the random policy run ``--seeds`` seeds, trained together in one compiled
+program (``explore(..., num_seeds=N)``); the keys all come from one split of ``--seed``'s key.
+Reported, with the interquartile mean (IQM) over seeds and its 95 % percentile-bootstrap
+interval (:func:`rlx.run.report.iqm`, :func:`rlx.run.report.bootstrap_ci`; with fewer than 4
+seeds the IQM is the mean):
+
+* coverage (fraction of the floor's 2x2 sub-cells visited) at a few env-step checkpoints, the
+  interval and the per-seed values at the end, and the visitation entropy;
+* planning: for every dataset and layout goal, SAC learns offline from each seed's dataset (the
+  seeds batched), each seed's policy plays 16 episodes; per (dataset, goal) the IQM of the
+  seeds' mean returns with its interval and the success rate (episodes with return > 0), and
+  over all goals the IQM of each seed's mean over goals; next to a uniform random policy's return.
 
 Writes ``benchmarks/results/exploration_maze-<device>[-quick].{json,md,png}`` with the machine
-it ran on (``rlx.run.logging.benchmark_header``).
+it ran on (``rlx.run.logging.benchmark_header``); the JSON keeps every seed's coverage curve.
 """
 
 from __future__ import annotations
@@ -27,6 +43,10 @@ from rlx.envs import maze
 from rlx.explore import intrinsic as I
 from rlx.explore import phases as P
 from rlx.run.logging import benchmark_header, write_json
+from rlx.run.report import bootstrap_ci, iqm
+
+EXPLORERS = ("rnd", "disagreement", "apt", "apt_icm")
+EVAL_EPISODES = 16
 
 
 def modules(hidden):
@@ -47,30 +67,51 @@ DIAGNOSTICS = ("intrinsic/bonus_mean", "intrinsic/bonus_max", "intrinsic/knn_dis
                "alpha", "entropy", "q_mean")
 
 
-def curve(env, obs, checkpoints, resolution):
-    return [
-        {"env_steps": int(n), "coverage": maze.coverage(env, obs[:n], resolution),
-         "entropy": maze.visitation_entropy(env, obs[:n], resolution)}
-        for n in checkpoints
-    ]
+def summary(values) -> dict:
+    """IQM over seeds, its 95 % bootstrap interval and the values themselves."""
+    values = [float(v) for v in np.asarray(values, np.float64).ravel()]
+    lo, hi = bootstrap_ci(values)
+    return {"iqm": iqm(values), "ci95": [lo, hi], "per_seed": values}
+
+
+def coverage_curves(env, obs, checkpoints, resolution) -> dict:
+    """Coverage and visitation entropy of every seed's data (obs: seeds x steps x obs_dim)."""
+    cov = [[maze.coverage(env, o[:n], resolution) for n in checkpoints] for o in obs]
+    ent = [[maze.visitation_entropy(env, o[:n], resolution) for n in checkpoints] for o in obs]
+    cov, ent = np.asarray(cov), np.asarray(ent)
+    return {"env_steps": [int(n) for n in checkpoints], "coverage": cov.tolist(), "entropy": ent.tolist(),
+            "coverage_iqm": [iqm(cov[:, j]) for j in range(len(checkpoints))],
+            "final_coverage": summary(cov[:, -1]), "final_entropy": summary(ent[:, -1])}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="4,000 steps, 32x32 networks")
-    ap.add_argument("--steps", type=int, default=None, help="exploration env steps per module")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modules", default="rnd,disagreement,apt,apt_icm",
+    ap.add_argument("--quick", action="store_true", help="4,000 steps, 32x32 networks, 3,000 planning updates")
+    ap.add_argument("--steps", type=int, default=None, help="exploration env steps per module and seed")
+    ap.add_argument("--seed", type=int, default=0, help="the key every seed's key is split from")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per explorer, random policy and planner")
+    ap.add_argument("--modules", default=",".join(EXPLORERS),
                     help="comma-separated explorers (a uniform random policy always runs)")
-    ap.add_argument("--plan-module", default="apt", help="whose dataset the planner uses")
-    ap.add_argument("--plan-updates", type=int, default=None)
-    ap.add_argument("--finetune", action="store_true", help="also pretrain + fine-tune vs from scratch")
+    ap.add_argument("--plan-updates", type=int, default=None,
+                    help="offline updates per planner (default 20,000; 3,000 with --quick)")
+    ap.add_argument("--finetune", action="store_true", help="also pretrain + fine-tune vs from scratch (one seed)")
+    ap.add_argument("--finetune-module", default="apt", choices=EXPLORERS, help="the explorer --finetune pretrains")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
+    names = [n for n in args.modules.split(",") if n]
+    unknown = sorted(set(names) - set(EXPLORERS))
+    if unknown or not names:
+        ap.error(f"--modules {args.modules!r}: unknown {unknown}; choose from {', '.join(EXPLORERS)}")
+    if args.seeds < 1:
+        ap.error(f"--seeds {args.seeds}: at least 1")
+    if args.plan_updates is not None and args.plan_updates < 5:
+        ap.error(f"--plan-updates {args.plan_updates}: at least 5 (5 logged stretches)")
 
     steps = args.steps or (4_000 if args.quick else 20_000)
     hidden = (32, 32) if args.quick else (128, 128)
     plan_updates = args.plan_updates or (3_000 if args.quick else 20_000)
+    plan_updates -= plan_updates % 5  # whole logged stretches
+    num_seeds = args.seeds
     resolution = 2
     env, params = rlx_envs.make("rlx/PointMaze-v0", layout="four_rooms")
     learning_starts, block = 1_000, 1_000
@@ -78,56 +119,77 @@ def main(argv=None):
     config = P.exploration_config(total_steps=steps, learning_starts=learning_starts, eval_every=block,
                                   eval_episodes=1, hidden_sizes=hidden, batch_size=128)
     checkpoints = list(range(block, steps + 1, block))
-    settings = {"env": "rlx/PointMaze-v0 (four_rooms)", "steps": steps, "seed": args.seed, "hidden": hidden,
-                "sac": {k: v for k, v in config.to_dict().items()}, "coverage_resolution": resolution,
-                "plan_updates": plan_updates, "plan_module": args.plan_module}
-    report = {**benchmark_header("exploration_maze", args.quick, argv, settings), "coverage": {}, "plan": {},
-              "diagnostics": {}}
-    key = jax.random.PRNGKey(args.seed)
-    k_random, k_explore, k_plan, k_fine = jax.random.split(key, 4)
-
-    random_data = P.random_dataset(k_random, env, params, steps)
-    report["coverage"]["random"] = curve(env, np.asarray(random_data.next_observations), checkpoints, resolution)
-    print(f"random       coverage {report['coverage']['random'][-1]['coverage']:.3f}", flush=True)
+    stride = 5_000 if steps >= 10_000 else block
+    table_steps = sorted({n for n in checkpoints if n % stride == 0} | {steps})
+    plan_config = P.planning_config(hidden_sizes=(128, 128) if not args.quick else (64, 64), batch_size=256)
+    settings = {"env": "rlx/PointMaze-v0 (four_rooms)", "steps": steps, "seed": args.seed, "num_seeds": num_seeds,
+                "hidden": hidden, "sac": {k: v for k, v in config.to_dict().items()},
+                "coverage_resolution": resolution, "coverage_table_steps": table_steps,
+                "plan_updates": plan_updates, "plan_sac": plan_config.to_dict(), "eval_episodes": EVAL_EPISODES,
+                "finetune_module": args.finetune_module if args.finetune else None}
+    report = {**benchmark_header("exploration_maze", args.quick, argv, settings), "coverage": {}, "visits": {},
+              "diagnostics": {}, "plan": {}, "plan_all_goals": {}, "random_policy": {}}
+    # One split of --seed's key; each dataset's explorer or planner derives its own keys from its
+    # part (fold_in by a fixed index, so --modules does not change any other dataset's keys). All
+    # policies are evaluated on the same episodes (k_eval): the comparison is of the data.
+    k_random, k_explore, k_plan, k_eval, k_fine = jax.random.split(jax.random.PRNGKey(args.seed), 5)
+    dataset_index = {"random": 0, **{n: i + 1 for i, n in enumerate(EXPLORERS)}}
+    t_start = time.time()
 
     datasets = {}
-    for name in args.modules.split(","):
-        module = modules(hidden)[name]
-        t0 = time.time()
-        result = P.explore(k_explore, sac, config, env, params, module)
-        datasets[name] = result.dataset
-        obs = np.asarray(result.dataset.next_observations)
-        report["coverage"][name] = curve(env, obs, checkpoints, resolution)
-        report["coverage"][name + "_wall_s"] = round(time.time() - t0, 1)
-        last = report["coverage"][name][-1]
-        print(f"{name:12s} coverage {last['coverage']:.3f} entropy {last['entropy']:.3f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
-        report["coverage"][name + "_visits"] = maze.visitation_counts(env, obs, resolution).tolist()
-        report["diagnostics"][name] = {k: np.round(np.asarray(result.metrics[k], np.float64), 5).tolist()
-                                       for k in DIAGNOSTICS if k in result.metrics}
-        report["diagnostics"][name]["env_steps"] = np.asarray(result.metrics["step"]).tolist()
+    t0 = time.time()
+    datasets["random"] = P.random_dataset(k_random, env, params, steps, num_seeds=num_seeds)
+    for name in ["random", *names]:
+        if name != "random":
+            t0 = time.time()
+            result = P.explore(jax.random.fold_in(k_explore, dataset_index[name]), sac, config, env, params,
+                               modules(hidden)[name], num_seeds=num_seeds)
+            datasets[name] = result.dataset
+            report["diagnostics"][name] = {k: np.round(np.asarray(result.metrics[k], np.float64), 5).tolist()
+                                           for k in DIAGNOSTICS if k in result.metrics}
+            report["diagnostics"][name]["env_steps"] = np.asarray(result.metrics["step"])[0].tolist()
+        obs = np.asarray(datasets[name].next_observations)
+        curves = coverage_curves(env, obs, checkpoints, resolution)
+        curves["wall_s"] = round(time.time() - t0, 1)
+        report["coverage"][name] = curves
+        report["visits"][name] = [maze.visitation_counts(env, o, resolution).tolist() for o in obs]
+        final = curves["final_coverage"]
+        print(f"{name:12s} coverage IQM {final['iqm']:.3f} [{final['ci95'][0]:.3f}, {final['ci95'][1]:.3f}] "
+              f"per seed {' '.join(f'{c:.3f}' for c in final['per_seed'])}  entropy IQM "
+              f"{curves['final_entropy']['iqm']:.3f}  ({time.time() - t0:.0f} s)", flush=True)
 
-    # Planning for goals chosen after exploration, from one dataset, no env interaction.
-    data = datasets[args.plan_module]
-    plan_config = P.planning_config(hidden_sizes=(128, 128) if not args.quick else (64, 64), batch_size=256)
-    pos = np.asarray(env.positions(data.next_observations))
-    dist = np.linalg.norm(pos - np.asarray(env.start), axis=1)
-    goals = {f"layout goal {i}": tuple(map(float, g)) for i, g in enumerate(np.asarray(env.goals))}
-    for q in (0.5, 0.9):
-        goals[f"visited, {int(q * 100)}th pct distance"] = tuple(map(float, pos[np.argsort(dist)[int(q * len(dist))]]))
+    # Planning for the layout's goals, chosen after exploration, from every dataset (no env steps):
+    # each dataset's seeds are planned together and every seed's policy plays the same episodes.
+    goals = {f"goal {i}": tuple(map(float, g)) for i, g in enumerate(np.asarray(env.goals))}
     for label, goal in goals.items():
         reward_fn = env.goal_reward(goal, params.goal_radius)
-        t0 = time.time()
-        res = P.plan(data, reward_fn, k_plan, config=plan_config, num_updates=plan_updates, num_logs=5)
-        returns = P.evaluate_reward(res.policy, env, params, reward_fn, jax.random.PRNGKey(1), 16)
         rand = P.evaluate_reward(lambda o, k: jax.random.uniform(k, o.shape[:-1] + (2,), minval=-1, maxval=1),
-                                 env, params, reward_fn, jax.random.PRNGKey(1), 16)
-        in_data = float(np.mean(np.asarray(labelled_rewards(data, reward_fn)) > 0))
-        report["plan"][label] = {"goal_xy": goal, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                                 "success": float(np.mean(returns > 0)), "random_return": float(rand.mean()),
-                                 "dataset_reward_fraction": in_data, "wall_s": round(time.time() - t0, 1)}
-        print(f"plan {label:32s} return {returns.mean():6.1f} +- {returns.std():5.1f}  random {rand.mean():5.1f} "
-              f" rewarded transitions in data {in_data:.4f}", flush=True)
+                                 env, params, reward_fn, k_eval, EVAL_EPISODES)
+        report["random_policy"][label] = {"goal_xy": goal, "return_mean": float(rand.mean())}
+    for name, data in datasets.items():
+        report["plan"][name] = {}
+        per_goal = []
+        for g, (label, goal) in enumerate(goals.items()):
+            reward_fn = env.goal_reward(goal, params.goal_radius)
+            t0 = time.time()
+            keys = P.run_keys(jax.random.fold_in(jax.random.fold_in(k_plan, dataset_index[name]), g), num_seeds)
+            res = P.plan(data, reward_fn, keys, config=plan_config, num_updates=plan_updates, num_logs=5, batched=True)
+            returns = P.evaluate_plan(res, env, params, reward_fn, k_eval, EVAL_EPISODES)  # seeds x episodes
+            seed_returns = returns.mean(axis=1)
+            per_goal.append(seed_returns)
+            in_data = np.mean(np.asarray(jax.vmap(lambda d, f=reward_fn: P.relabel(d, f).rewards)(data)) > 0, axis=1)
+            row = {"goal_xy": goal, "return": summary(seed_returns), "success": float(np.mean(returns > 0)),
+                   "success_per_seed": np.mean(returns > 0, axis=1).tolist(),
+                   "dataset_reward_fraction_per_seed": in_data.tolist(),
+                   "critic_loss_per_seed": np.asarray(res.metrics["loss/critic"])[:, -1].tolist(),
+                   "wall_s": round(time.time() - t0, 1)}
+            report["plan"][name][label] = row
+            r = row["return"]
+            print(f"plan {name:12s} {label} return IQM {r['iqm']:6.1f} [{r['ci95'][0]:5.1f}, {r['ci95'][1]:5.1f}] "
+                  f"success {row['success']:.2f}  random policy {report['random_policy'][label]['return_mean']:5.1f}  "
+                  f"rewarded transitions in data {in_data.mean():.4f}  ({time.time() - t0:.0f} s)", flush=True)
+        report["plan_all_goals"][name] = {"return": summary(np.mean(per_goal, axis=0)),
+                                          "success": float(np.mean([report["plan"][name][lb]["success"] for lb in goals]))}
 
     if args.finetune:
         goal_index = 0
@@ -135,18 +197,20 @@ def main(argv=None):
         fine_steps = 2 * block + learning_starts
         fine_config = sac.SACConfig(total_steps=fine_steps, learning_starts=learning_starts, eval_every=block,
                                     eval_episodes=8, hidden_sizes=hidden, batch_size=128, init_alpha=P.EXPLORE_INIT_ALPHA)
-        ft = P.pretrain_finetune(k_fine, sac, config, fine_config, env, task_params, modules(hidden)[args.plan_module])
+        t0 = time.time()
+        ft = P.pretrain_finetune(k_fine, sac, config, fine_config, env, task_params, modules(hidden)[args.finetune_module])
         from rlx.run import make_train
         scratch = jax.jit(make_train(sac, fine_config, env, task_params))(k_fine)
         report["finetune"] = {
-            "goal_index": goal_index, "pretrain_steps": steps, "finetune_steps": fine_steps,
-            "pretrained": np.asarray(ft.metrics["eval/return_mean"]).tolist(),
+            "module": args.finetune_module, "goal_index": goal_index, "pretrain_steps": steps,
+            "finetune_steps": fine_steps, "pretrained": np.asarray(ft.metrics["eval/return_mean"]).tolist(),
             "scratch": np.asarray(scratch.metrics["eval/return_mean"]).tolist(),
             "eval_steps": np.asarray(ft.metrics["step"]).tolist(),
         }
         print("fine-tune eval returns: pretrained", report["finetune"]["pretrained"], "scratch",
-              report["finetune"]["scratch"], flush=True)
+              report["finetune"]["scratch"], f"({time.time() - t0:.0f} s)", flush=True)
 
+    report["wall_s"] = round(time.time() - t_start, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = jax.devices()[0].platform
@@ -154,48 +218,77 @@ def main(argv=None):
     write_json(stem.with_suffix(".json"), report)
     stem.with_suffix(".md").write_text(markdown(report))
     plot(report, stem.with_suffix(".png"))
-    print(f"wrote {stem}.json/.md/.png")
+    print(f"wrote {stem}.json/.md/.png ({report['wall_s']:.0f} s)")
 
 
-def labelled_rewards(data, reward_fn):
-    return P.relabel(data, reward_fn).rewards
+def _ci(s, fmt="{:.3f}") -> str:
+    return f"{fmt.format(s['iqm'])} [{fmt.format(s['ci95'][0])}, {fmt.format(s['ci95'][1])}]"
 
 
 def markdown(report) -> str:
-    m = report["machine"]
+    m, st = report["machine"], report["settings"]
+    n = st["num_seeds"]
+    iqm_note = (f"IQM over {n} seeds" if n >= 4 else f"IQM over {n} seeds (with fewer than 4 seeds the IQM is the mean)"
+                if n > 1 else "one seed (its value; the interval is that value too)")
     lines = [f"# Reward-free exploration on rlx/PointMaze-v0 (four rooms){' (quick)' if report['quick'] else ''}", "",
              f"{report['date']}, `{report['command']}`, {m.get('cpu_model', m['processor'])} "
-             f"({m['cpu_count']} cores, load at start {m.get('load_average_at_start')}), jax {report['versions'].get('jax')}",
-             "", "## Coverage (fraction of 2x2 sub-cells of the floor visited) and visitation entropy (normalised)", "",
-             "| explorer | " + " | ".join(f"{c['env_steps']:,}" for c in report["coverage"]["random"]) + " | entropy (end) |",
-             "|---|" + "---|" * (len(report["coverage"]["random"]) + 1)]
-    for name, rows in report["coverage"].items():
-        if name.endswith(("_wall_s", "_visits")):
-            continue
-        lines.append(f"| {name} | " + " | ".join(f"{r['coverage']:.3f}" for r in rows) + f" | {rows[-1]['entropy']:.3f} |")
+             f"({m['cpu_count']} cores, load at start {m.get('load_average_at_start')}), jax {report['versions'].get('jax')}, "
+             f"{report.get('wall_s', 0):.0f} s", "",
+             f"## Coverage (fraction of {st['coverage_resolution']}x{st['coverage_resolution']} sub-cells of the floor "
+             f"visited) and visitation entropy (normalised), {st['steps']:,} env steps", "",
+             f"{iqm_note}; 95 % percentile-bootstrap interval of the final coverage's IQM.", "",
+             "| explorer | " + " | ".join(f"{s:,}" for s in st["coverage_table_steps"])
+             + " | 95 % CI (end) | per seed (end) | entropy (end) |",
+             "|---|" + "---|" * (len(st["coverage_table_steps"]) + 3)]
+    for name, c in report["coverage"].items():
+        at = [c["coverage_iqm"][c["env_steps"].index(s)] for s in st["coverage_table_steps"]]
+        f = c["final_coverage"]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in at)
+                     + f" | [{f['ci95'][0]:.3f}, {f['ci95'][1]:.3f}] | {', '.join(f'{v:.3f}' for v in f['per_seed'])} "
+                     f"| {c['final_entropy']['iqm']:.3f} |")
     diag = report.get("diagnostics", {})
     if diag:
-        lines += ["", "## Training diagnostics (means over each block of updates: first block, middle, last)", "",
-                  "| explorer | bonus mean | bonus max | k-NN distance mean (APT) | SAC alpha | policy entropy |",
+        lines += ["", "## Training diagnostics (means over each block of updates and over seeds: first block, middle, last)",
+                  "", "| explorer | bonus mean | bonus max | k-NN distance mean (APT) | SAC alpha | policy entropy |",
                   "|---|---|---|---|---|---|"]
         for name, d in diag.items():
-            picks = sorted({0, len(d["alpha"]) // 2, len(d["alpha"]) - 1}) if d.get("alpha") else []
+            blocks = len(d["alpha"][0]) if d.get("alpha") else 0
+            picks = sorted({0, blocks // 2, blocks - 1}) if blocks else []
 
             def fmt(key, d=d, picks=picks):
-                return " / ".join(f"{d[key][i]:.3g}" for i in picks) if key in d else "-"
+                return " / ".join(f"{np.mean(np.asarray(d[key])[:, i]):.3g}" for i in picks) if key in d else "-"
 
             lines.append(f"| {name} | {fmt('intrinsic/bonus_mean')} | {fmt('intrinsic/bonus_max')} | "
                          f"{fmt('intrinsic/knn_dist_mean')} | {fmt('alpha')} | {fmt('entropy')} |")
-    lines += ["", f"## Planning from the {report['settings'].get('plan_module', 'apt')} dataset (offline SAC, "
-              f"{report['settings']['plan_updates']:,} updates, no env steps), 16 episodes of 100 steps", "",
-              "| goal | (x, y) | return | success | random policy | rewarded transitions in data |", "|---|---|---|---|---|---|"]
-    for label, r in report["plan"].items():
-        lines.append(f"| {label} | ({r['goal_xy'][0]:.2f}, {r['goal_xy'][1]:.2f}) | {r['return_mean']:.1f} +- "
-                     f"{r['return_std']:.1f} | {r['success']:.2f} | {r['random_return']:.1f} | {r['dataset_reward_fraction']:.4f} |")
+    goals = list(report["random_policy"])
+    lines += ["", f"## Planning for goals given after exploration, from every dataset (offline SAC, "
+              f"{st['plan_updates']:,} updates, no env steps)", "",
+              f"Return of {st['eval_episodes']} episodes of 100 steps (one reward per step inside the goal), "
+              f"mean per seed: {iqm_note} [95 % bootstrap CI], success = fraction of episodes with return > 0 "
+              "(all seeds). \"all goals\": each seed's mean over the goals, then the IQM over seeds.", "",
+              "| dataset | " + " | ".join(f"{g} ({report['random_policy'][g]['goal_xy'][0]:.1f}, "
+                                          f"{report['random_policy'][g]['goal_xy'][1]:.1f})" for g in goals)
+              + " | all goals |", "|---|" + "---|" * (len(goals) + 1)]
+    for name, per_goal in report["plan"].items():
+        cells = [f"{_ci(per_goal[g]['return'], '{:.1f}')}, success {per_goal[g]['success']:.2f}" for g in goals]
+        a = report["plan_all_goals"][name]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_ci(a['return'], '{:.1f}')}, success {a['success']:.2f} |")
+    lines.append("| uniform random policy (no planning) | "
+                 + " | ".join(f"{report['random_policy'][g]['return_mean']:.1f}" for g in goals)
+                 + f" | {np.mean([report['random_policy'][g]['return_mean'] for g in goals]):.1f} |")
+    lines += ["", "Per seed:", "", "| dataset | goal | return per seed | success per seed | random policy | "
+              "rewarded transitions in data (mean over seeds) |", "|---|---|---|---|---|---|"]
+    for name, per_goal in report["plan"].items():
+        for g in goals:
+            r = per_goal[g]
+            lines.append(f"| {name} | {g} | {', '.join(f'{v:.1f}' for v in r['return']['per_seed'])} | "
+                         f"{', '.join(f'{v:.2f}' for v in r['success_per_seed'])} | "
+                         f"{report['random_policy'][g]['return_mean']:.1f} | "
+                         f"{np.mean(r['dataset_reward_fraction_per_seed']):.4f} |")
     if "finetune" in report:
         f = report["finetune"]
-        lines += ["", f"## URLB protocol: pretrain {f['pretrain_steps']:,} steps reward-free, fine-tune on goal "
-                  f"{f['goal_index']} for {f['finetune_steps']:,} steps", "",
+        lines += ["", f"## URLB protocol: pretrain {f['pretrain_steps']:,} steps reward-free ({f['module']}), fine-tune "
+                  f"on goal {f['goal_index']} for {f['finetune_steps']:,} steps (one seed)", "",
                   "| eval at env steps | " + " | ".join(f"{s:,}" for s in f["eval_steps"]) + " |",
                   "|---|" + "---|" * len(f["eval_steps"]),
                   "| pretrained, fine-tuned | " + " | ".join(f"{v:.1f}" for v in f["pretrained"]) + " |",
@@ -211,14 +304,15 @@ def plot(report, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in report["coverage"].items():
-        if name.endswith(("_wall_s", "_visits")):
-            continue
-        ax.plot([r["env_steps"] for r in rows], [r["coverage"] for r in rows], label=name,
-                linestyle="--" if name == "random" else "-")
+    for name, c in report["coverage"].items():
+        steps, cov = np.asarray(c["env_steps"]), np.asarray(c["coverage"])
+        line, = ax.plot(steps, cov.mean(axis=0), label=name, linestyle="--" if name == "random" else "-")
+        ax.fill_between(steps, cov.min(axis=0), cov.max(axis=0), color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("env steps")
     ax.set_ylabel("maze coverage")
-    ax.set_title("PointMaze four rooms: coverage vs env steps")
+    n = report["settings"]["num_seeds"]
+    ax.set_title(f"PointMaze four rooms: coverage vs env steps (mean, min-max of {n} seed{'s' if n > 1 else ''})",
+                 fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -94,6 +94,18 @@ ENTROPY_MARGIN = {"rnd": 0.0, "apt": 0.0, "disagreement": -0.02}
 
 
 @pytest.fixture(scope="module")
+def tiny_rnd(four_rooms):
+    """A tiny RND exploration config, its module and ``jax.jit(train)`` of it (compiled once, shared)."""
+    from rlx.run import make_train
+
+    env, params = four_rooms
+    config = P.exploration_config(total_steps=300, learning_starts=100, eval_every=100, eval_episodes=1,
+                                  hidden_sizes=(8,), batch_size=8)
+    module = I.RND(hidden_sizes=(8,), embed_dim=4)
+    return config, module, jax.jit(make_train(P.with_intrinsic(sac, module), config, env, params))
+
+
+@pytest.fixture(scope="module")
 def random_baseline(four_rooms):
     env, params = four_rooms
     data = P.random_dataset(jax.random.PRNGKey(0), env, params, EXPLORE_STEPS)
@@ -229,18 +241,15 @@ def test_pretrain_finetune_runs_end_to_end_from_the_pretrained_learner_for_the_f
 
 
 @pytest.mark.timeout(200)
-def test_explore_is_the_compiled_training_from_its_key_and_reports_progress(four_rooms, capsys):
+def test_explore_is_the_compiled_training_from_its_key_and_reports_progress(four_rooms, tiny_rnd, capsys):
     """``explore`` runs through rlx.run.run (chunked, with a bar): the same data as one
     ``jax.jit(train)(key)``, bit for bit; the logged loss means agree up to float rounding (the
     two programs fuse their reductions differently)."""
-    from rlx.run import make_train
-
     env, params = four_rooms
-    config = P.exploration_config(total_steps=300, learning_starts=100, eval_every=100, hidden_sizes=(8,), batch_size=8)
-    result = P.explore(jax.random.PRNGKey(3), sac, config, env, params, I.RND(hidden_sizes=(8,), embed_dim=4))
+    config, module, train = tiny_rnd
+    result = P.explore(jax.random.PRNGKey(3), sac, config, env, params, module)
     assert "step" in capsys.readouterr().err  # the progress bar
-    train = make_train(P.with_intrinsic(sac, I.RND(hidden_sizes=(8,), embed_dim=4)), config, env, params)
-    out = jax.jit(train)(jax.random.PRNGKey(3))
+    out = train(jax.random.PRNGKey(3))
     reference = P.buffer_dataset(out.state.agent_state.buffer)
     for name, a, b in zip(reference._fields, reference, result.dataset, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
@@ -250,3 +259,113 @@ def test_explore_is_the_compiled_training_from_its_key_and_reports_progress(four
         hidden_sizes=(8,), batch_size=8), num_updates=20, num_logs=2)
     assert "offline updates: 100%" in capsys.readouterr().err  # the planning bar, fed after each stretch
     assert planned.metrics["loss/critic"].shape == (2,)
+
+
+# ---- several seeds at once ---------------------------------------------------------------------
+def _run_of(tree, i):
+    """Run i of a pytree with a leading run axis."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _tiny_explore_config():
+    return P.exploration_config(total_steps=300, learning_starts=100, eval_every=100, eval_episodes=1,
+                                hidden_sizes=(8,), batch_size=8)
+
+
+@pytest.mark.timeout(150)
+def test_explore_with_seeds_is_each_seed_s_own_run(four_rooms, tiny_rnd):
+    """Seed i of ``explore(..., num_seeds=2)`` is the run from ``run_keys(key, 2)[i]``, as rlx.run's
+    vmapped seeds are: the warm-up bit for bit, then within float32 rounding (a vmapped matrix
+    product may round the policy's action differently in the last bit)."""
+    env, params = four_rooms
+    (config, module, single), key = tiny_rnd, jax.random.PRNGKey(3)
+    batched = P.explore(key, sac, config, env, params, module, num_seeds=2, progress=False)
+    assert batched.dataset.observations.shape == (2, 300, 2) and batched.dataset.rewards.shape == (2, 300)
+    assert batched.metrics["step"].shape == (2, 2) and int(batched.state.env_steps[1]) == 300
+    # explore(k) is jax.jit(train)(k) bit for bit (test above): one compiled reference for both keys.
+    keys = P.run_keys(key, 2)
+    np.testing.assert_array_equal(np.asarray(keys), np.asarray(jax.random.split(key, 2)))
+    for i in range(2):
+        one = single(keys[i])
+        reference = P.buffer_dataset(one.state.agent_state.buffer)
+        for name, a, b in zip(reference._fields, reference, batched.dataset, strict=True):
+            a, b = np.asarray(a), np.asarray(b[i])
+            np.testing.assert_array_equal(a[:100], b[:100], err_msg=f"seed {i} {name}: warm-up")
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=f"seed {i} {name}")
+        for name in ("rewards", "terminals", "timeouts"):
+            np.testing.assert_array_equal(np.asarray(getattr(reference, name)),
+                                          np.asarray(getattr(batched.dataset, name)[i]), err_msg=name)
+        np.testing.assert_allclose(np.asarray(one.metrics["intrinsic/bonus_mean"]),
+                                   batched.metrics["intrinsic/bonus_mean"][i], rtol=1e-4, atol=1e-6)
+    # The random baseline the same way, bit for bit (no learner in the loop).
+    randoms = P.random_dataset(key, env, params, 200, num_seeds=2)
+    for i in range(2):
+        chex.assert_trees_all_equal(_run_of(randoms, i), P.random_dataset(keys[i], env, params, 200))
+
+
+@pytest.mark.timeout(150)
+def test_batched_planning_is_each_run_s_own_planning(four_rooms):
+    env, params = four_rooms
+    data = P.random_dataset(jax.random.PRNGKey(0), env, params, 200, num_seeds=2)
+    goal = jnp.asarray(env.goals[0])
+
+    def reward_fn(s, a, s2):  # dense, so the returns below differ from run to run
+        return -jnp.linalg.norm(env.positions(s2) - goal)
+
+    config = P.planning_config(hidden_sizes=(8, 8), batch_size=16)
+    keys = P.run_keys(jax.random.PRNGKey(1), 2)
+    batched = P.plan(data, reward_fn, keys, config=config, num_updates=40, num_logs=2, batched=True, progress=False)
+    assert batched.num_runs == 2 and batched.metrics["loss/critic"].shape == (2, 2)
+    returns = P.evaluate_plan(batched, env, params, reward_fn, jax.random.PRNGKey(2), 3)
+    assert returns.shape == (2, 3)
+    for i in range(2):
+        one = P.plan(_run_of(data, i), reward_fn, keys[i], config=config, num_updates=40, num_logs=2,
+                     progress=False)
+        chex.assert_trees_all_close(_run_of(batched.learner, i), one.learner, rtol=1e-5, atol=1e-6)
+        for name, values in one.metrics.items():
+            np.testing.assert_allclose(batched.metrics[name][i], values, rtol=1e-4, atol=1e-6, err_msg=name)
+        own = P.evaluate_reward(batched.policy_of(i), env, params, reward_fn, jax.random.PRNGKey(2), 3)
+        np.testing.assert_allclose(returns[i], own, rtol=1e-5)
+    assert not np.allclose(returns[0], returns[1])
+    obs = jnp.zeros((2, 5, 2))  # the batched policy: every run on its own observations
+    np.testing.assert_allclose(np.asarray(batched.policy(obs, keys))[1],
+                               np.asarray(batched.policy_of(1)(obs[1], keys[1])), rtol=1e-6, atol=1e-6)
+    with pytest.raises(IndexError, match="0..1"):
+        batched.policy_of(2)
+
+
+@pytest.mark.timeout(60)
+def test_bad_seed_counts_and_batches_are_refused_before_compiling(four_rooms, monkeypatch):
+    import rlx.run.driver
+
+    def compiled(*args, **kwargs):
+        raise AssertionError("compiled before the inputs were checked")
+
+    monkeypatch.setattr(rlx.run.driver, "run", compiled)
+    monkeypatch.setattr(P, "_offline_program", compiled)
+    env, params = four_rooms
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match=r"num_seeds=.*None .*int >= 1"):
+            P.explore(jax.random.PRNGKey(0), sac, _tiny_explore_config(), env, params, I.APT(), num_seeds=bad)
+    with pytest.raises(ConfigError, match="num_seeds=0"):
+        P.random_dataset(jax.random.PRNGKey(0), env, params, 10, num_seeds=0)
+    data = jax.tree.map(lambda x: jnp.stack([x, x]), P.random_dataset(jax.random.PRNGKey(0), env, params, 50))
+    config = P.planning_config(hidden_sizes=(8,), batch_size=8)
+
+    def plan(data, key, **kw):
+        return P.plan(data, env.goal_reward(0), key, config=config, num_updates=4, num_logs=2, progress=False, **kw)
+
+    with pytest.raises(ConfigError, match=r"leading axis N.*'key': 3"):
+        plan(data, P.run_keys(jax.random.PRNGKey(0), 3), batched=True)
+    with pytest.raises(ConfigError, match=r"one key per run"):
+        plan(data, jax.random.PRNGKey(0), batched=True)
+    with pytest.raises(ConfigError, match=r"batch of keys.*batched=True"):
+        plan(_run_of(data, 0), P.run_keys(jax.random.PRNGKey(0), 2))
+    ragged = data._replace(rewards=data.rewards[:1])
+    with pytest.raises(ConfigError, match=r"'rewards': 1"):
+        P.offline_learn(sac, config, ragged, P.run_keys(jax.random.PRNGKey(0), 2), 4, 2, batched=True)
+    with pytest.raises(ConfigError, match="batched=1 must be True or False"):
+        P.offline_learn(sac, config, data, P.run_keys(jax.random.PRNGKey(0), 2), 4, 2, batched=1)
+    with pytest.raises(ConfigError, match="smaller than batch_size"):
+        P.offline_learn(sac, P.planning_config(batch_size=64), data, P.run_keys(jax.random.PRNGKey(0), 2), 4, 2,
+                        batched=True)

@@ -18,6 +18,14 @@ error and a penalty to tune, which exploratory data does not need.
 reward-free, then fine-tune the pretrained learner (actor, critics, temperature, optimiser
 states) with the task reward for a fixed number of env steps.
 
+Several seeds at once: ``explore(..., num_seeds=N)`` and ``random_dataset(..., num_seeds=N)``
+return N datasets stacked on a leading axis (seed i from ``run_keys(key, N)[i]``, as
+:func:`rlx.run.run` derives its seeds), and ``plan(..., batched=True)`` learns from such a stack
+with one key per run, all runs in one compiled program (``jax.vmap``); each run is the
+unbatched call with its own dataset and key, up to float rounding (a vmapped matrix product may
+round differently in the last bit). :meth:`PlanResult.policy_of` is run i's policy and
+:func:`evaluate_plan` evaluates every run's policy in one program.
+
 :func:`with_intrinsic` is how any agent gets a bonus: it wraps the agent (SAC, DSAC-T, PPO,
 GRPO, GiGPO) so that its train state carries an :class:`~rlx.explore.intrinsic.IntrinsicReward`,
 which the agent's own loop applies to every minibatch (or rollout) it learns from; nothing of
@@ -27,6 +35,7 @@ the agent is copied.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -42,6 +51,8 @@ from rlx.explore.intrinsic import make_intrinsic
 
 __all__ = [
     "ExplorationResult",
+    "buffer_dataset",
+    "evaluate_plan",
     "evaluate_reward",
     "FinetuneResult",
     "PlanResult",
@@ -52,6 +63,7 @@ __all__ = [
     "pretrain_finetune",
     "random_dataset",
     "relabel",
+    "run_keys",
     "with_intrinsic",
 ]
 
@@ -147,9 +159,30 @@ def exploration_config(agent=None, **overrides):
     return agent.Config(**{**fields, **overrides}).validate()
 
 
-def random_dataset(key, env, env_params, num_steps: int) -> Dataset:
+def run_keys(key, num_seeds: int) -> jax.Array:
+    """The keys of ``num_seeds`` runs started from ``key``, leading axis ``num_seeds``: the key
+    itself for one run, else ``jax.random.split(key, num_seeds)``, which is how
+    :func:`rlx.run.run` (``key=``) derives its seeds."""
+    _check_num_seeds(num_seeds)
+    return key[None] if num_seeds == 1 else jax.random.split(key, num_seeds)
+
+
+def _check_num_seeds(num_seeds) -> None:
+    if num_seeds is not None and (isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer))
+                                  or num_seeds < 1):
+        raise ConfigError(
+            f"num_seeds={num_seeds!r} is not allowed: None (one run, no leading axis) or an int >= 1 "
+            "(that many seeds trained together, results with a leading axis of that size)"
+        )
+
+
+def random_dataset(key, env, env_params, num_steps: int, *, num_seeds: int | None = None) -> Dataset:
     """``num_steps`` transitions of one env driven by uniform random actions (in [-1, 1] for a Box,
-    uniform choices for a Discrete space), as a Dataset: the baseline exploration is compared to."""
+    uniform choices for a Discrete space), as a Dataset: the baseline exploration is compared to.
+
+    ``num_seeds=N`` collects N such streams together (one compiled program), stacked on a leading
+    axis: stream i is ``random_dataset(run_keys(key, N)[i], ...)``, bit for bit."""
+    _check_num_seeds(num_seeds)
     venv = rlx_envs.make_vec_env(env, env_params, 1)
     space = env.action_space(env_params)
     continuous = rlx_envs.is_continuous(space)
@@ -173,13 +206,18 @@ def random_dataset(key, env, env_params, num_steps: int) -> Dataset:
         _, rows = jax.lax.scan(step, (obs, state), jax.random.split(k_loop, num_steps))
         return rows
 
-    o, a, r, o2, te, tr = jax.jit(run)(key)
+    if num_seeds is None:
+        o, a, r, o2, te, tr = jax.jit(run)(key)
+    else:
+        o, a, r, o2, te, tr = jax.jit(jax.vmap(run))(run_keys(key, num_seeds))
     a = a.astype(jnp.float32) if continuous else jax.nn.one_hot(a, action_dim)
     return Dataset(o.astype(jnp.float32), a, r.astype(jnp.float32), o2.astype(jnp.float32),
                    te.astype(bool), tr.astype(bool))
 
 
 class ExplorationResult(NamedTuple):
+    """What :func:`explore` returns; with ``num_seeds=N`` every field has a leading seed axis."""
+
     dataset: Dataset  # every transition collected, in order (warm-up first)
     state: Any  # the final train state (learner, module, buffer, ...)
     metrics: dict[str, np.ndarray]  # per evaluation block (losses, bonus statistics, ...)
@@ -209,34 +247,65 @@ def _check_explore_config(config) -> None:
 
 def buffer_dataset(buffer) -> Dataset:
     """The written part of a replay buffer of :class:`~rlx.core.types.Transition` as a Dataset,
-    oldest first (host-side: the buffer must be concrete)."""
-    size, position, capacity = int(buffer.size), int(buffer.position), buffer.capacity
-    order = np.arange(size) if size < capacity else (position + np.arange(capacity)) % capacity
-    data = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[order]), buffer.data)
+    oldest first (host-side: the buffer must be concrete). A buffer of several seeds (a leading
+    seed axis, as :func:`rlx.run.run` returns it) gives one Dataset of them all, each seed's
+    transitions in its own order on a leading seed axis; the seeds must hold the same number."""
+    size, position = np.asarray(buffer.size), np.asarray(buffer.position)
+    data = jax.tree.map(np.asarray, buffer.data)
+    if size.ndim == 0:
+        order = _buffer_order(int(size), int(position), buffer.capacity)
+        rows = jax.tree.map(lambda x: jnp.asarray(x[order]), data)
+    else:
+        if len(set(size.tolist())) != 1:
+            raise ValueError(f"the seeds' buffers hold different numbers of transitions {size.tolist()}; "
+                             "a Dataset of several seeds needs one size for all")
+        capacity = jax.tree.leaves(data)[0].shape[1]
+        order = np.stack([_buffer_order(int(n), int(p), capacity) for n, p in zip(size, position, strict=True)])
+        seeds = np.arange(size.shape[0])[:, None]
+        rows = jax.tree.map(lambda x: jnp.asarray(x[seeds, order]), data)
     return Dataset(
-        observations=data.obs.astype(jnp.float32),
-        actions=data.action.astype(jnp.float32),
-        rewards=data.reward.astype(jnp.float32),
-        next_observations=data.next_obs.astype(jnp.float32),
-        terminals=data.terminated.astype(bool),
-        timeouts=data.truncated.astype(bool),
+        observations=rows.obs.astype(jnp.float32),
+        actions=rows.action.astype(jnp.float32),
+        rewards=rows.reward.astype(jnp.float32),
+        next_observations=rows.next_obs.astype(jnp.float32),
+        terminals=rows.terminated.astype(bool),
+        timeouts=rows.truncated.astype(bool),
     )
 
 
-def explore(key, agent, config, env, env_params, module, *, progress: bool = True) -> ExplorationResult:
+def _buffer_order(size: int, position: int, capacity: int) -> np.ndarray:
+    return np.arange(size) if size < capacity else (position + np.arange(capacity)) % capacity
+
+
+def explore(key, agent, config, env, env_params, module, *, num_seeds: int | None = None,
+            progress: bool = True) -> ExplorationResult:
     """Train ``agent`` on ``module``'s bonus alone for ``config.total_steps`` env steps and return
     everything it collected as a Dataset. The ``rewards`` column keeps what the env emitted; the
-    learner never read it. Config and env are checked before anything is compiled. The run is
-    :func:`rlx.run.run`'s from ``key`` (a progress bar unless ``progress=False``): the same data
-    as ``jax.jit(train)(key)``, bit for bit (logged loss means agree up to float rounding)."""
+    learner never read it. Config, env and ``num_seeds`` are checked before anything is compiled.
+    The run is :func:`rlx.run.run`'s from ``key`` (a progress bar unless ``progress=False``): the
+    same data as ``jax.jit(train)(key)``, bit for bit (logged loss means agree up to float rounding).
+
+    ``num_seeds=None`` is one run with unbatched results. ``num_seeds=N`` trains N seeds together
+    in one compiled program (``rlx.run.run(..., num_seeds=N, key=key)``, seeds vmapped) and the
+    result's dataset, state and metrics carry a leading seed axis of N (the datasets all hold
+    ``total_steps`` transitions); seed i is the run from ``run_keys(key, N)[i]``, the same run as
+    ``explore(run_keys(key, N)[i], ...)`` up to float rounding, as rlx.run's vmapped seeds are: the
+    warm-up transitions bit for bit, later ones within float32 rounding (a vmapped matrix product
+    may round differently in the last bit, and the policy acts on that)."""
     from rlx.run.driver import run
 
+    _check_num_seeds(num_seeds)
     config.validate()
     _check_explore_config(config)
-    result = run(with_intrinsic(agent, module, 0.0, 1.0), config, env, env_params, key=key, progress=progress)
+    result = run(with_intrinsic(agent, module, 0.0, 1.0), config, env, env_params, key=key,
+                 num_seeds=1 if num_seeds is None else int(num_seeds), progress=progress)
     state = result.state.agent_state
-    metrics = {name: values[0] for name, values in result.metrics.items()}  # the one seed
-    return ExplorationResult(buffer_dataset(state.buffer), state, metrics)
+    if num_seeds is None:
+        metrics = {name: values[0] for name, values in result.metrics.items()}  # the one seed
+        return ExplorationResult(buffer_dataset(state.buffer), state, metrics)
+    if num_seeds == 1:  # run returns one seed's state without the seed axis
+        state = jax.tree.map(lambda x: jnp.expand_dims(x, 0), state)
+    return ExplorationResult(buffer_dataset(state.buffer), state, dict(result.metrics))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,30 +326,130 @@ def relabel(dataset: Dataset, reward_fn: Callable) -> Dataset:
 
 
 class PlanResult(NamedTuple):
-    policy: Callable  # (obs, key) -> action, deterministic
-    learner: Any
-    metrics: dict[str, np.ndarray]  # losses averaged over each of ``num_logs`` stretches of updates
+    """What :func:`plan` returns. A batched result (``num_runs`` not None) holds ``num_runs``
+    learners on a leading axis; :meth:`policy_of` is one run's policy."""
+
+    policy: Callable  # (obs, key) -> action, deterministic; batched: obs and keys with a leading run axis
+    learner: Any  # batched: a leading run axis on every leaf
+    metrics: dict[str, np.ndarray]  # losses averaged over each of ``num_logs`` stretches of updates (batched: per run)
+    make_policy: Callable | None = None  # learner (one run's) -> its deterministic policy
+    num_runs: int | None = None  # None: one run, no leading axis
+
+    def policy_of(self, i: int) -> Callable:
+        """Run ``i``'s deterministic policy, (obs, key) -> action (of a batched result; 0 of an
+        unbatched one is its ``policy``)."""
+        runs = 1 if self.num_runs is None else self.num_runs
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < runs:
+            raise IndexError(f"run {i!r} is out of range: this result holds runs 0..{runs - 1}")
+        if self.num_runs is None:
+            return self.policy
+        return self.make_policy(jax.tree.map(lambda x: x[i], self.learner))
 
 
 class _LearnerState(NamedTuple):
     learner: Any
 
 
+def _key_batch_ndim(key) -> int:
+    """1 for a raw uint32 key (shape (2,)), 0 for a typed key: the shape of one key."""
+    return 0 if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key) else 1
+
+
+def _check_runs(dataset: Dataset, key, learner, batched: bool) -> tuple[int | None, int]:
+    """(number of runs or None, transitions per dataset), or a ConfigError naming what does not fit."""
+    if not isinstance(batched, bool):
+        raise ConfigError(f"batched={batched!r} must be True or False")
+    key_shape, one_key = tuple(jnp.shape(key)), _key_batch_ndim(key)
+    if not batched:
+        if len(key_shape) != one_key:
+            raise ConfigError(
+                f"key of shape {key_shape} is a batch of keys; an unbatched call takes one key "
+                "(pass batched=True with a dataset per key to learn several runs together)"
+            )
+        return None, int(dataset.observations.shape[0])
+    leading = {name: (jnp.shape(x)[0] if jnp.ndim(x) else None)
+               for name, x in zip(dataset._fields, dataset, strict=True)}
+    if len(key_shape) != one_key + 1:
+        raise ConfigError(f"batched=True needs one key per run (shape (N, ...), e.g. run_keys(key, N)); "
+                          f"key has shape {key_shape}")
+    leading["key"] = key_shape[0]
+    if learner is not None:
+        for i, leaf in enumerate(jax.tree.leaves(learner)):
+            leading[f"learner leaf {i}"] = jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
+    if len(set(leading.values())) != 1 or None in leading.values() or jnp.ndim(dataset.observations) < 3:
+        raise ConfigError(
+            "batched=True learns one run per entry of a leading axis N, shared by every dataset field "
+            "(observations (N, size, obs_dim), rewards (N, size), ...), the keys and the learner if given; "
+            f"got leading axes {leading}"
+        )
+    return int(key_shape[0]), int(dataset.observations.shape[1])
+
+
 def offline_learn(agent, config, dataset: Dataset, key, num_updates: int, num_logs: int = 10, learner=None,
-                  *, progress: bool = False):
+                  *, batched: bool = False, progress: bool = False):
     """``num_updates`` of the agent's gradient step on minibatches of a fixed dataset (no env).
     One compiled ``lax.scan``; returns (learner, metrics of ``num_logs`` stretches). ``progress``
     shows a bar fed after each stretch by a host callback (progress only: the results are the
-    same without it)."""
+    same without it).
+
+    The dataset, key and starting learner are arguments of the compiled program, which is kept:
+    another dataset of the same shape (the same data relabelled for another reward, say) runs
+    without compiling again. ``batched=True`` learns N independent runs together
+    (``jax.vmap``): ``dataset``, ``key`` (and ``learner`` if given) carry a leading axis of N, as
+    do the results; run i is the unbatched call with dataset i and key i, up to float rounding
+    (learner parameters agree to about 1e-6). Inputs are checked before anything is compiled."""
     if num_updates < 1 or num_logs < 1 or num_updates % num_logs:
         raise ConfigError(f"num_updates={num_updates} must be >= 1 and a multiple of num_logs={num_logs}")
-    if dataset.size < config.batch_size:
-        raise ConfigError(f"dataset of {dataset.size} transitions is smaller than batch_size={config.batch_size}")
-    action_dim = int(dataset.actions.shape[-1])
+    num_runs, size = _check_runs(dataset, key, learner, batched)
+    if size < config.batch_size:
+        raise ConfigError(f"dataset of {size} transitions is smaller than batch_size={config.batch_size}")
+    program = _offline_program(agent, config, num_updates, num_logs, learner is None, batched, progress)
 
-    def run(key):
+    entry = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_updates * (num_runs or 1), desc="offline updates", unit="update", unit_scale=True,
+                   dynamic_ncols=True)
+        entry = (bar, num_updates // num_logs)  # under vmap the callback runs once per run and stretch
+        _OFFLINE_BARS.append(entry)
+    try:
+        final, metrics = program(dataset, key, learner)
+        jax.effects_barrier()  # every callback has run before the bar closes
+    finally:
+        if entry is not None:
+            _OFFLINE_BARS[:] = [e for e in _OFFLINE_BARS if e is not entry]
+            entry[0].close()
+    return final, jax.tree.map(np.asarray, metrics)
+
+
+# The bars of the offline_learn calls running now; the compiled programs' callback feeds the latest.
+_OFFLINE_BARS: list = []
+
+
+def _offline_stretch_done(critic_loss) -> None:
+    if _OFFLINE_BARS:
+        bar, updates = _OFFLINE_BARS[-1]
+        bar.update(updates)
+        bar.set_postfix_str(f"critic loss {float(critic_loss):.4g}", refresh=False)
+
+
+def _offline_program(agent, config, num_updates, num_logs, fresh, batched, progress):
+    try:
+        return _cached_offline_program(agent, config, num_updates, num_logs, fresh, batched, progress)
+    except TypeError:  # an unhashable config: compiled for this call only
+        return _build_offline_program(agent, config, num_updates, num_logs, fresh, batched, progress)
+
+
+def _build_offline_program(agent, config, num_updates: int, num_logs: int, fresh: bool, batched: bool,
+                           progress: bool):
+    """jit((dataset, key, learner) -> (learner, metrics)); ``fresh``: the learner is initialised
+    from the key (the learner argument is None)."""
+
+    def run(dataset, key, learner):
+        action_dim = int(dataset.actions.shape[-1])
         k_init, k_loop = jax.random.split(key)
-        start = agent.init_learner(config, dataset.observations[:1], action_dim, k_init) if learner is None else learner
+        start = agent.init_learner(config, dataset.observations[:1], action_dim, k_init) if fresh else learner
 
         def one(carry, key):
             learner, step = carry
@@ -293,30 +462,20 @@ def offline_learn(agent, config, dataset: Dataset, key, num_updates: int, num_lo
 
         def stretch(carry, key):
             carry, metrics = jax.lax.scan(one, carry, jax.random.split(key, num_updates // num_logs))
-            if bar is not None:
-                jax.debug.callback(on_stretch, metrics["loss/critic"][-1] if "loss/critic" in metrics else jnp.nan)
+            if progress:
+                jax.debug.callback(_offline_stretch_done,
+                                   metrics["loss/critic"][-1] if "loss/critic" in metrics else jnp.nan)
             return carry, jax.tree.map(jnp.mean, metrics)
 
         (final, _), metrics = jax.lax.scan(stretch, (start, jnp.int32(0)), jax.random.split(k_loop, num_logs))
         return final, metrics
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    if batched:
+        return jax.jit(jax.vmap(run, in_axes=(0, 0, None if fresh else 0)))
+    return jax.jit(run)
 
-        bar = tqdm(total=num_updates, desc="offline updates", unit="update", unit_scale=True, dynamic_ncols=True)
 
-        def on_stretch(critic_loss):
-            bar.update(num_updates // num_logs)
-            bar.set_postfix_str(f"critic loss {float(critic_loss):.4g}", refresh=False)
-
-    try:
-        final, metrics = jax.jit(run)(key)
-        jax.effects_barrier()  # every callback has run before the bar closes
-    finally:
-        if bar is not None:
-            bar.close()
-    return final, jax.tree.map(np.asarray, metrics)
+_cached_offline_program = functools.lru_cache(maxsize=8)(_build_offline_program)
 
 
 # SAC settings for learning from a fixed dataset. Nothing is left to explore, so the temperature
@@ -336,22 +495,39 @@ def planning_config(agent=None, **overrides):
 
 
 def plan(dataset: Dataset, reward_fn: Callable, key, agent=None, config=None, num_updates: int = 20_000,
-         num_logs: int = 10, *, progress: bool = True) -> PlanResult:
+         num_logs: int = 10, *, batched: bool = False, progress: bool = True) -> PlanResult:
     """A policy for ``reward_fn`` from ``dataset`` alone: relabel, then ``num_updates`` offline
     updates of ``agent``'s learner (SAC by default, :func:`planning_config` unless ``config``),
-    with a progress bar unless ``progress=False``."""
+    with a progress bar unless ``progress=False``.
+
+    ``batched=True``: ``dataset`` and ``key`` carry a leading axis of N independent runs (e.g.
+    the datasets of ``explore(..., num_seeds=N)`` and ``run_keys(key, N)``), learned together in
+    one compiled program; run i is ``plan(dataset_i, reward_fn, key_i, ...)`` up to float
+    rounding. The result's
+    learner and metrics carry the run axis, ``policy_of(i)`` is run i's policy and
+    :func:`evaluate_plan` evaluates them all."""
     if agent is None:
         from rlx.agents import sac as agent
     config = (planning_config(agent) if config is None else config).validate()
-    labelled = relabel(dataset, reward_fn)
-    learner, metrics = offline_learn(agent, config, labelled, key, num_updates, num_logs, progress=progress)
-    policy = agent.make_policy(config, _LearnerState(learner), deterministic=True)
-    return PlanResult(policy, learner, metrics)
+    num_runs, _ = _check_runs(dataset, key, None, batched)
+    labelled = jax.vmap(lambda d: relabel(d, reward_fn))(dataset) if batched else relabel(dataset, reward_fn)
+    learner, metrics = offline_learn(agent, config, labelled, key, num_updates, num_logs, batched=batched,
+                                     progress=progress)
+
+    def make_policy(learner):
+        return agent.make_policy(config, _LearnerState(learner), deterministic=True)
+
+    if not batched:
+        return PlanResult(make_policy(learner), learner, metrics, make_policy)
+
+    def policy(obs, keys):  # every run's policy on its own observations
+        return jax.vmap(lambda learner, o, k: make_policy(learner)(o, k))(learner, obs, keys)
+
+    return PlanResult(policy, learner, metrics, make_policy, num_runs)
 
 
-def evaluate_reward(policy: Callable, env, env_params, reward_fn: Callable, key, num_episodes: int = 10) -> np.ndarray:
-    """Return of ``policy`` under ``reward_fn`` (not the env's own reward): the sum of
-    r(s, a, s') over one episode (up to the env's limit), for ``num_episodes`` parallel episodes."""
+def _episode_returns(policy: Callable, env, env_params, reward_fn: Callable, num_episodes: int):
+    """key -> the return under ``reward_fn`` of each of ``num_episodes`` parallel episodes."""
     venv = rlx_envs.make_vec_env(env, env_params, num_episodes)
     horizon = rlx_envs.episode_limit(env, env_params)
 
@@ -373,7 +549,30 @@ def evaluate_reward(policy: Callable, env, env_params, reward_fn: Callable, key,
         (_, _, total, _), _ = jax.lax.scan(step, (obs, state, zeros, zeros + 1.0), jax.random.split(k_loop, horizon))
         return total
 
-    return np.asarray(jax.jit(run)(key))
+    return run
+
+
+def evaluate_reward(policy: Callable, env, env_params, reward_fn: Callable, key, num_episodes: int = 10) -> np.ndarray:
+    """Return of ``policy`` under ``reward_fn`` (not the env's own reward): the sum of
+    r(s, a, s') over one episode (up to the env's limit), for ``num_episodes`` parallel episodes.
+    For one run of a batched :class:`PlanResult` pass ``result.policy_of(i)``."""
+    return np.asarray(jax.jit(_episode_returns(policy, env, env_params, reward_fn, num_episodes))(key))
+
+
+def evaluate_plan(result: PlanResult, env, env_params, reward_fn: Callable, key, num_episodes: int = 10) -> np.ndarray:
+    """:func:`evaluate_reward` of a :func:`plan` result's policy: shape (num_episodes,); of a
+    batched result, every run's policy in one compiled program, shape (num_runs, num_episodes),
+    row i that of ``evaluate_reward(result.policy_of(i), ..., key, num_episodes)`` up to float
+    rounding (every run plays the same episodes: the same start states and env noise)."""
+    if result.num_runs is None:
+        return evaluate_reward(result.policy, env, env_params, reward_fn, key, num_episodes)
+    if result.make_policy is None:
+        raise ValueError("this batched PlanResult has no make_policy to build each run's policy from")
+
+    def one(learner):
+        return _episode_returns(result.make_policy(learner), env, env_params, reward_fn, num_episodes)(key)
+
+    return np.asarray(jax.jit(jax.vmap(one))(result.learner))
 
 
 # ---------------------------------------------------------------------------------------------
