@@ -27,13 +27,24 @@ structure of the scale's configs stays: its presets, then the shrinking override
 that the programs compile and start, not a result; it writes ``-tiny`` files.
 
 Writes ``benchmarks/results/continuous_suite-<scale>-<platform>.{md,json,png}`` with the machine,
-the versions, the exact configs and every curve.
+the versions, the exact configs and every curve. The table gives each agent's final return as
+the IQM over seeds with a 95 % bootstrap interval (:mod:`rlx.run.report`) beside mean +- std.
+
+Adding seeds later: ``--first-seed K --seeds N --merge`` trains seeds K..K+N-1 of ``--seed``'s
+sequence (``rlx.run.seed_keys``: the keys of more seeds start with those of fewer, so seed 2 is
+the same run whether trained with 2 others or alone) and adds them to the results already in the
+output file. The pairs must have the same config and budget as the stored ones and new seed
+indices, else nothing is trained and the error says what differs::
+
+    python benchmarks/continuous_suite.py --agents sac,dsac_t                           # seeds 0, 1
+    python benchmarks/continuous_suite.py --agents sac,dsac_t --first-seed 2 --seeds 3 --merge
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -43,7 +54,7 @@ import numpy as np
 
 from rlx.agents import dsac_t, ppo, sac
 from rlx.run import logging as runlog
-from rlx.run import run
+from rlx.run import report, run, seed_keys
 
 AGENTS = {"sac": sac, "dsac_t": dsac_t, "ppo": ppo}
 
@@ -116,8 +127,14 @@ def run_pair(task: str, name: str, scale: Scale, args) -> dict:
     config = agent_config(name, scale, env_steps, evals, args.tiny)
     env_kwargs = {**scale.env_kwargs.get(task, {}), **(TINY_ENV if args.tiny else {})}
     seeds = 2 if args.tiny else args.seeds or scale.seeds
+    first = args.first_seed
+    # seeds first..first+seeds-1 of --seed's sequence (from 0: exactly `rlx train --seed S`)
+    keys = {}
+    if first > 0:
+        own = seed_keys(args.seed, first + seeds)[first:]
+        keys["key"] = own[0] if seeds == 1 else own
     result = run(AGENTS[name], config, task, env_kwargs=env_kwargs, seed=args.seed, num_seeds=seeds,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, **keys)
     returns = np.asarray(result.metrics["eval/return_mean"], np.float64)  # (seeds, evals)
     steps = np.asarray(result.steps, np.int64)
     total = int(result.schedule.total_env_steps)
@@ -129,6 +146,7 @@ def run_pair(task: str, name: str, scale: Scale, args) -> dict:
         "config": config.to_dict(),
         "env_kwargs": env_kwargs,
         "seeds": seeds,
+        "seed_indices": list(range(first, first + seeds)),
         "env_steps_per_seed": total,
         "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,
@@ -139,6 +157,56 @@ def run_pair(task: str, name: str, scale: Scale, args) -> dict:
         "final_mean": float(returns[:, -1].mean()),
         "final_std": float(returns[:, -1].std()),
     }
+
+
+def seed_indices(result: dict) -> list[int]:
+    return result.get("seed_indices", list(range(result["seeds"])))
+
+
+def merge_check(stored: list[dict], task: str, name: str, config, env_kwargs: dict, new: list[int]) -> str | None:
+    """Why seeds ``new`` of (task, agent) cannot join the stored results (None: they can)."""
+    old = [r for r in stored if r["task"] == task and r["agent"] == name]
+    if not old:
+        return None  # a new pair: stored as it is
+    (old,) = old
+    if old["config"] != config.to_dict():
+        diff = sorted(k for k in set(old["config"]) | set(config.to_dict())
+                      if old["config"].get(k) != config.to_dict().get(k))
+        return f"{task} {name}: the stored config differs in {', '.join(diff)}"
+    if old.get("env_kwargs", {}) != env_kwargs:
+        return f"{task} {name}: stored env_kwargs {old.get('env_kwargs')} differ from {env_kwargs}"
+    if overlap := sorted(set(seed_indices(old)) & set(new)):
+        return (f"{task} {name}: seeds {overlap} are already stored (it has {seed_indices(old)}); "
+                f"pass --first-seed {max(seed_indices(old)) + 1}")
+    return None
+
+
+def merge(stored: list[dict], fresh: dict) -> list[dict]:
+    """``stored`` with ``fresh``'s seeds added to its (task, agent) pair (seeds sorted)."""
+    out, placed = [], False
+    for r in stored:
+        if r["task"] == fresh["task"] and r["agent"] == fresh["agent"]:
+            assert r["steps"] == fresh["steps"], "merge_check passed, so the schedules agree"
+            rows = sorted(zip(seed_indices(r) + fresh["seed_indices"], r["returns"] + fresh["returns"],
+                              strict=True))
+            returns = np.asarray([ret for _, ret in rows])
+            batches = r.get("batches") or [{k: r[k] for k in BATCH_FIELDS} | {"seed_indices": seed_indices(r)}]
+            batches = [*batches, {k: fresh[k] for k in BATCH_FIELDS} | {"seed_indices": fresh["seed_indices"]}]
+            r = {**r, "seeds": len(rows), "seed_indices": [i for i, _ in rows], "returns": returns.tolist(),
+                 "final_mean": float(returns[:, -1].mean()), "final_std": float(returns[:, -1].std()),
+                 "batches": batches}
+            placed = True
+        out.append(r)
+    return out if placed else [*out, fresh]
+
+
+# The timing of one run (one batch of vmapped seeds); the table's timing columns are the first's.
+BATCH_FIELDS = ("seeds", "compile_seconds", "run_seconds", "env_steps_per_second", "wall_seconds")
+
+
+def final_iqm(result: dict) -> tuple[float, float, float]:
+    finals = np.asarray(result["returns"])[:, -1]
+    return (report.iqm(finals), *report.bootstrap_ci(finals))
 
 
 def at(xs, curve, x) -> float | None:
@@ -163,9 +231,12 @@ def render(results: list[dict], header: dict, scale_name: str, tiny: bool) -> st
         f"at end {m.get('load_average_at_end')}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in header['versions'].items())}",
         f"- command: `{header['command']}`",
+        *(f"- earlier run merged in: `{e.get('command')}` ({e.get('date')}, load average "
+          f"{e.get('machine', {}).get('load_average_at_start')} at start)" for e in header.get("earlier_runs", [])),
         "",
-        "Return: mean +- std over seeds of the deterministic evaluation (each agent's own evaluation "
-        "episodes). Env steps/s: all seeds together, compile excluded. \"At half\": the last "
+        "Return: the deterministic evaluation (each agent's own evaluation episodes); final: its IQM "
+        "over seeds with a 95 % bootstrap interval, and mean +- std. Env steps/s, compile and run: "
+        "the first batch of vmapped seeds, compile excluded from steps/s. \"At half\": the last "
         "evaluation at or before half the run's env steps. \"At the fastest's time\": the last "
         "evaluation finished within the wall time (compile included) of the agent that finished first.",
     ]
@@ -173,15 +244,18 @@ def render(results: list[dict], header: dict, scale_name: str, tiny: bool) -> st
         rows = [r for r in results if r["task"] == task]
         fastest = min(r["wall_seconds"][-1] for r in rows)
         lines += ["", f"## {task}", "",
-                  "| agent | config | env steps per seed | final return | return at half | "
-                  "return at the fastest's time | env steps/s | compile | run |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| agent | config | env steps per seed | seeds | final return IQM [95 % CI] | "
+                  "final mean +- std | return at half | return at the fastest's time | env steps/s | "
+                  "compile | run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             mean = np.asarray(r["returns"]).mean(0)
             half = at(r["steps"], mean, r["env_steps_per_seed"] / 2)
             timed = at(r["wall_seconds"], mean, fastest + 1e-6)
+            mid, lo, hi = final_iqm(r)
             lines.append(
-                f"| {r['agent']} | {r['summary']} | {r['env_steps_per_seed']:,} | "
+                f"| {r['agent']} | {r['summary']} | {r['env_steps_per_seed']:,} | {r['seeds']} | "
+                f"{mid:.1f} [{lo:.1f}, {hi:.1f}] | "
                 f"{r['final_mean']:.1f} +- {r['final_std']:.1f} | {fmt(half)} | {fmt(timed)} | "
                 f"{r['env_steps_per_second']:,.0f} | {r['compile_seconds']:.0f} s | {r['run_seconds']:.0f} s |"
             )
@@ -200,7 +274,8 @@ def plot(results: list[dict], path: Path) -> None:
         for r in (r for r in results if r["task"] == task):
             ret = np.asarray(r["returns"])
             mean, std = ret.mean(0), ret.std(0)
-            for ax, x in ((row[0], np.asarray(r["steps"])), (row[1], np.asarray(r["wall_seconds"]))):
+            wall = np.asarray(r.get("batches", [r])[0]["wall_seconds"])
+            for ax, x in ((row[0], np.asarray(r["steps"])), (row[1], wall)):
                 ax.plot(x, mean, marker="o", ms=3, lw=1.8, label=r["agent"])
                 ax.fill_between(x, mean - std, mean + std, alpha=0.15)
         row[0].set_xlabel("env steps per seed")
@@ -224,6 +299,10 @@ def parse_args(argv=None):
     p.add_argument("--env-steps", type=int, default=None, help="env steps per agent, task and seed")
     p.add_argument("--seeds", type=int, default=None, help="vmapped seeds per run (default: the scale's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="train seeds FIRST_SEED.. of --seed's sequence (with --merge: add them to stored results)")
+    p.add_argument("--merge", action="store_true",
+                   help="add this run's seeds to the results already in the output file (same configs, new seeds)")
     p.add_argument("--tiny", action="store_true", help="toy sizes: checks that the programs compile and start")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -242,6 +321,10 @@ def parse_args(argv=None):
     for name, value in (("--env-steps", args.env_steps), ("--seeds", args.seeds)):
         if value is not None and value < 1:
             p.error(f"{name} must be >= 1, got {value}")
+    if args.first_seed < 0:
+        p.error(f"--first-seed must be >= 0, got {args.first_seed}")
+    if args.first_seed > 0 and not args.merge:
+        p.error("--first-seed adds seeds to stored results: pass --merge as well")
     return args
 
 
@@ -258,14 +341,40 @@ def main(argv=None) -> list[dict]:
     stem = f"continuous_suite-{args.scale}-{header['machine'].get('platform', 'cpu')}" + ("-tiny" if args.tiny else "")
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
     results = []
+    if args.merge:  # refused before anything compiles: a missing file, other configs, seeds stored
+        results, header = stored_results(out / f"{stem}.json", args, scale, header)
     for task in args.tasks:
         for name in args.agents:
             print(f"[continuous_suite] {task}: {name}", file=sys.stderr, flush=True)
-            results.append(run_pair(task, name, scale, args))
+            fresh = run_pair(task, name, scale, args)
+            results = merge(results, fresh) if args.merge else [*results, fresh]
             write(results, header, args, out, stem)  # after every run: a long suite that stops loses nothing
     print(render(results, header, args.scale, args.tiny))
     print(f"wrote {out / stem}.md/.json/.png", file=sys.stderr)
     return results
+
+
+def stored_results(path: Path, args, scale: Scale, header: dict) -> tuple[list[dict], dict]:
+    """The results ``--merge`` adds to, after checking every pair this run would add."""
+    if not path.is_file():
+        raise SystemExit(f"--merge: no stored results at {path}; run without --merge first")
+    stored = json.loads(path.read_text())
+    seeds = 2 if args.tiny else args.seeds or scale.seeds
+    new = list(range(args.first_seed, args.first_seed + seeds))
+    problems = []
+    if (was := stored.get("settings", {}).get("seed", 0)) != args.seed:
+        problems.append(f"the stored runs are seeds of --seed {was}, not {args.seed}")
+    for task in args.tasks:
+        env_kwargs = {**scale.env_kwargs.get(task, {}), **(TINY_ENV if args.tiny else {})}
+        for name in args.agents:
+            env_steps = TINY_STEPS if args.tiny else args.env_steps or scale.env_steps
+            config = agent_config(name, scale, env_steps, TINY_EVALS if args.tiny else scale.evals, args.tiny)
+            if why := merge_check(stored["results"], task, name, config, env_kwargs, new):
+                problems.append(why)
+    if problems:
+        raise SystemExit("--merge refused, nothing trained:\n  " + "\n  ".join(problems))
+    earlier = stored.get("earlier_runs", []) + [{k: stored[k] for k in ("date", "command", "machine") if k in stored}]
+    return stored["results"], {**header, "earlier_runs": earlier}
 
 
 def write(results: list[dict], header: dict, args, out: Path, stem: str) -> None:

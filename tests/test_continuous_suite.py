@@ -60,7 +60,9 @@ def test_bad_arguments_are_refused_before_anything_compiles(suite, capsys):
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not playground.playground_env_names(), reason="MuJoCo Playground is an optional extra")
 def test_gpu_scale_compiles_and_runs_at_tiny_size(suite, tmp_path):
-    task = "playground/CartpoleBalance"
+    # brax's pendulum compiles in two thirds of Playground's cartpole's time (Playground's own
+    # programs are compiled in tests/test_playground.py); the presets are what this test is for.
+    task = "brax/inverted_pendulum"
     env = {**os.environ, "XLA_FLAGS": xla_flags(), "JAX_PLATFORMS": "cpu"}
     subprocess.run(
         [sys.executable, str(SCRIPT), "--scale", "gpu", "--tiny", "--tasks", task, "--agents", "sac",
@@ -83,3 +85,62 @@ def test_gpu_scale_compiles_and_runs_at_tiny_size(suite, tmp_path):
     table = (tmp_path / "continuous_suite-gpu-cpu-tiny.md").read_text()
     assert "TINY" in table and f"## {task}" in table and "| sac |" in table
     assert (tmp_path / "continuous_suite-gpu-cpu-tiny.png").stat().st_size > 0
+
+
+def _stored(suite, name="sac", seeds=(0, 1), config=None):
+    scale = suite.SCALES["cpu"]
+    config = config or suite.agent_config(name, scale, scale.env_steps, scale.evals, tiny=False)
+    returns = [[float(10 * i + j) for j in range(scale.evals)] for i in seeds]
+    return {"task": "brax/inverted_pendulum", "agent": name, "config": config.to_dict(), "env_kwargs": {},
+            "seeds": len(seeds), "seed_indices": list(seeds), "steps": list(range(scale.evals)),
+            "returns": returns, "final_mean": 0.0, "final_std": 0.0, "compile_seconds": 1.0, "run_seconds": 2.0,
+            "env_steps_per_second": 3.0, "wall_seconds": list(range(scale.evals))}
+
+
+@pytest.mark.timeout(60)
+def test_merge_adds_new_seeds_in_order_and_refuses_what_differs(suite):
+    scale = suite.SCALES["cpu"]
+    config = suite.agent_config("sac", scale, scale.env_steps, scale.evals, tiny=False)
+    stored = [_stored(suite, seeds=(0, 1)), _stored(suite, "dsac_t")]
+    task = "brax/inverted_pendulum"
+    assert suite.merge_check(stored, task, "sac", config, {}, [2, 3, 4]) is None
+    assert suite.merge_check(stored, task, "ppo", config, {}, [0]) is None  # a new pair
+    assert "seeds [1] are already stored" in suite.merge_check(stored, task, "sac", config, {}, [1, 2])
+    assert "--first-seed 2" in suite.merge_check(stored, task, "sac", config, {}, [1, 2])
+    other = config.override(actor_lr=1e-3)
+    assert "differs in actor_lr" in suite.merge_check(stored, task, "sac", other, {}, [2])
+    assert "env_kwargs" in suite.merge_check(stored, task, "sac", config, {"episode_length": 20}, [2])
+
+    merged = suite.merge(stored, _stored(suite, seeds=(3, 2)))
+    sac = merged[0]
+    assert merged[1] == stored[1] and len(merged) == 2
+    assert sac["seed_indices"] == [0, 1, 2, 3] and sac["seeds"] == 4
+    finals = np.asarray(sac["returns"])[:, -1]
+    np.testing.assert_array_equal(finals, [9, 19, 29, 39])  # sorted by seed index: 10 * i + last eval
+    assert sac["final_mean"] == pytest.approx(24.0)
+    assert [b["seed_indices"] for b in sac["batches"]] == [[0, 1], [3, 2]]
+    assert sac["wall_seconds"] == stored[0]["wall_seconds"]  # the timing columns are the first batch's
+    iqm, lo, hi = suite.final_iqm(sac)
+    assert iqm == pytest.approx(24.0) and lo <= iqm <= hi  # IQM of 4: mean of the middle two
+
+
+@pytest.mark.timeout(60)
+def test_merge_is_refused_before_anything_trains(suite, tmp_path):
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--first-seed", "2"])  # seeds added to nothing
+    args = suite.parse_args(["--merge", "--first-seed", "1", "--tasks", "brax/inverted_pendulum", "--agents", "sac",
+                             "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no stored results"):
+        suite.main(["--merge", "--first-seed", "1", "--tasks", "brax/inverted_pendulum", "--agents", "sac",
+                    "--out", str(tmp_path)])
+    path = tmp_path / "stored.json"
+    path.write_text(json.dumps({"settings": {"seed": 0}, "date": "d", "command": "c", "machine": {},
+                                "results": [_stored(suite, seeds=(0, 1))]}))
+    with pytest.raises(SystemExit, match=r"(?s)nothing trained.*seeds \[1\] are already stored"):
+        suite.stored_results(path, args, suite.SCALES["cpu"], {"command": "now"})
+    args.first_seed = 2
+    results, header = suite.stored_results(path, args, suite.SCALES["cpu"], {"command": "now"})
+    assert results[0]["seed_indices"] == [0, 1] and header["earlier_runs"][0]["command"] == "c"
+    args.seed = 5
+    with pytest.raises(SystemExit, match="seeds of --seed 0, not 5"):
+        suite.stored_results(path, args, suite.SCALES["cpu"], {"command": "now"})

@@ -120,6 +120,14 @@ def test_output_folder(pendulum, tmp_path):
                 "seed1/eval/return_mean", "loss/critic"):
         assert key in lines[0], key
     assert lines[-1]["eval/return_mean"] == pytest.approx(float(np.mean(result.final_return)), rel=1e-6)
+    # The seeds' own keys train the same runs (how a comparison gains seeds 2, 3, ... later:
+    # the keys of more seeds start with those of fewer).
+    np.testing.assert_array_equal(seed_keys(0, 5)[:2], seed_keys(0, 2))
+    with pytest.raises(ValueError, match=r"key holds 3 per-seed keys but num_seeds=2"):
+        run(sac, TINY, "gymnax/Pendulum-v1", num_seeds=2, key=seed_keys(0, 3), progress=False)
+    again = run(sac, TINY, "gymnax/Pendulum-v1", env_kwargs={"max_steps_in_episode": 50}, num_seeds=2,
+                key=seed_keys(0, 5)[:2], progress=False)
+    _assert_same(again.metrics, result.metrics)
     csv_rows = (out / "metrics.csv").read_text().splitlines()
     assert len(csv_rows) == 3 and csv_rows[0].startswith("step,wall_time")
     # never overwritten silently; the existing run stays as it was

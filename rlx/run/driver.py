@@ -38,6 +38,16 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(check_seed(seed)), num_seeds)
 
 
+def _is_key_batch(key) -> bool:
+    """A stack of keys (typed: shape (n,); raw uint32: shape (n, 2)) rather than one key."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim == (1 if typed else 2)
+
+
+def _key_batch_size(key) -> int:
+    return int(key.shape[0])
+
+
 @dataclasses.dataclass
 class RunResult:
     """What :func:`run` returns. ``metrics`` leaves have shape (num_seeds, num_evals)."""
@@ -148,7 +158,11 @@ def run(
     (:mod:`rlx.core.memory`).
 
     ``key``: a PRNG key to train from instead of ``seed`` (one seed: the key itself, as
-    ``jax.jit(train)(key)`` would; several: its split), for a run without a run folder.
+    ``jax.jit(train)(key)`` would; several: its split), for a run without a run folder. With
+    ``num_seeds > 1`` it may also be the seeds' own keys, stacked on a leading axis of length
+    ``num_seeds``: ``key=seed_keys(0, 5)[2:]`` with ``num_seeds=3`` trains seeds 2, 3 and 4 of
+    ``seed=0, num_seeds=5`` (``seed_keys`` of more seeds starts with those of fewer), so a
+    comparison can gain seeds later without training the first ones again.
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
@@ -160,6 +174,12 @@ def run(
         raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
     if key is not None and (out_dir is not None or resume):
         raise ValueError("key= trains without a run folder (a run folder records its seed): pass seed= with out_dir")
+    per_seed_keys = key is not None and num_seeds > 1 and _is_key_batch(key)
+    if per_seed_keys and _key_batch_size(key) != num_seeds:
+        raise ValueError(
+            f"key holds {_key_batch_size(key)} per-seed keys but num_seeds={num_seeds}: pass one key "
+            "(its split seeds the runs) or exactly num_seeds stacked keys"
+        )
     env_name, env, env_params = _resolve_env(env, env_params, env_kwargs)
     if data_parallel:
         if num_seeds != 1:
@@ -181,7 +201,7 @@ def run(
     if key is None:
         keys = seed_keys(seed, num_seeds)
     else:
-        keys = key[None] if num_seeds == 1 else jax.random.split(key, num_seeds)
+        keys = key[None] if num_seeds == 1 else key if per_seed_keys else jax.random.split(key, num_seeds)
     inputs = keys if num_seeds > 1 else keys[0]
     restored = None
     if resume:
