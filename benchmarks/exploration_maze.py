@@ -9,6 +9,17 @@ against SAC from scratch with the same fine-tuning budget (one seed).
     python benchmarks/exploration_maze.py --seeds 10      # 10 seeds
     python benchmarks/exploration_maze.py --quick         # 4,000 steps, small networks, 3,000 updates
     python benchmarks/exploration_maze.py --finetune      # also the URLB protocol (one seed)
+    python benchmarks/exploration_maze.py --scale paper   # URLB's pretraining scale (an accelerator)
+
+Scales (``--scale``; ``--quick``, ``--steps``, ``--seeds`` and ``--plan-updates`` override them):
+
+* ``cpu`` (default): 20,000 env steps per explorer and seed, 128x128 networks, batch 128,
+  5 seeds; planners 128x128, 20,000 offline updates.
+* ``paper``: URLB's pretraining budget and sizes (Laskin et al. 2021, its official code's
+  defaults): 2,000,000 env steps per explorer and seed, 1024x1024 networks, batch 1,024,
+  learning rate 1e-4, 4,000 seed steps, 10 seeds; planners 256x256 (SAC's defaults), 100,000
+  offline updates. URLB pretrains on DeepMind Control, not on this maze: the scale is its
+  budget and network sizes applied here, and is what a user with an accelerator runs unchanged.
 
 Every explorer and the random policy run ``--seeds`` seeds, trained together in one compiled
 program (``explore(..., num_seeds=N)``); the keys all come from one split of ``--seed``'s key.
@@ -30,6 +41,7 @@ it ran on (``rlx.run.logging.benchmark_header``); the JSON keeps every seed's co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -47,6 +59,53 @@ from rlx.run.report import bootstrap_ci, iqm
 
 EXPLORERS = ("rnd", "disagreement", "apt", "apt_icm")
 EVAL_EPISODES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    steps: int  # exploration env steps per explorer and seed
+    hidden: tuple[int, ...]  # explorer (SAC and intrinsic module) networks
+    batch_size: int
+    seeds: int
+    learning_starts: int  # uniform random steps before the first update
+    block: int  # env steps between coverage checkpoints
+    plan_updates: int  # offline updates per planner
+    plan_hidden: tuple[int, ...]
+    plan_batch_size: int
+    learning_rate: float | None = None  # None: SAC's own (3e-4)
+
+
+SCALES = {
+    "cpu": Scale(steps=20_000, hidden=(128, 128), batch_size=128, seeds=5, learning_starts=1_000, block=1_000,
+                 plan_updates=20_000, plan_hidden=(128, 128), plan_batch_size=256),
+    "quick": Scale(steps=4_000, hidden=(32, 32), batch_size=128, seeds=5, learning_starts=1_000, block=1_000,
+                   plan_updates=3_000, plan_hidden=(64, 64), plan_batch_size=256),
+    # URLB: num_pretrain_frames 2M, hidden_dim 1024, batch_size 1024, lr 1e-4, num_seed_frames
+    # 4000, 10 seeds.
+    "paper": Scale(steps=2_000_000, hidden=(1024, 1024), batch_size=1_024, seeds=10, learning_starts=4_000,
+                   block=100_000, plan_updates=100_000, plan_hidden=(256, 256), plan_batch_size=256,
+                   learning_rate=1e-4),
+}
+
+
+def scale_of(args) -> Scale:
+    """The run's sizes: ``--scale`` (``quick`` with ``--quick``), then the explicit overrides."""
+    sc = SCALES["quick" if args.quick else args.scale]
+    steps = args.steps or sc.steps
+    plan_updates = args.plan_updates or sc.plan_updates
+    blocks = max(1, -(-(steps - sc.learning_starts) // sc.block))  # at least the budget, in whole blocks
+    steps = sc.learning_starts + blocks * sc.block
+    return dataclasses.replace(sc, steps=steps, seeds=args.seeds or sc.seeds,
+                               plan_updates=plan_updates - plan_updates % 5)  # whole logged stretches
+
+
+def explorer_config(sc: Scale):
+    """SAC for exploration at this scale; its replay buffer keeps every step (the dataset)."""
+    extra = {} if sc.learning_rate is None else {"actor_lr": sc.learning_rate, "critic_lr": sc.learning_rate}
+    if sc.steps > P.exploration_config().buffer_size:
+        extra["buffer_size"] = sc.steps
+    return P.exploration_config(total_steps=sc.steps, learning_starts=sc.learning_starts, eval_every=sc.block,
+                                eval_episodes=1, hidden_sizes=sc.hidden, batch_size=sc.batch_size, **extra)
 
 
 def modules(hidden):
@@ -84,16 +143,19 @@ def coverage_curves(env, obs, checkpoints, resolution) -> dict:
             "final_coverage": summary(cov[:, -1]), "final_entropy": summary(ent[:, -1])}
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
+                    help="cpu: 20,000 steps, 5 seeds; paper: URLB's 2M steps, 1024x1024 networks, 10 seeds")
     ap.add_argument("--quick", action="store_true", help="4,000 steps, 32x32 networks, 3,000 planning updates")
     ap.add_argument("--steps", type=int, default=None, help="exploration env steps per module and seed")
     ap.add_argument("--seed", type=int, default=0, help="the key every seed's key is split from")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds per explorer, random policy and planner")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds per explorer, random policy and planner (default: the scale's)")
     ap.add_argument("--modules", default=",".join(EXPLORERS),
                     help="comma-separated explorers (a uniform random policy always runs)")
     ap.add_argument("--plan-updates", type=int, default=None,
-                    help="offline updates per planner (default 20,000; 3,000 with --quick)")
+                    help="offline updates per planner (default: the scale's; 3,000 with --quick)")
     ap.add_argument("--finetune", action="store_true", help="also pretrain + fine-tune vs from scratch (one seed)")
     ap.add_argument("--finetune-module", default="apt", choices=EXPLORERS, help="the explorer --finetune pretrains")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -102,27 +164,33 @@ def main(argv=None):
     unknown = sorted(set(names) - set(EXPLORERS))
     if unknown or not names:
         ap.error(f"--modules {args.modules!r}: unknown {unknown}; choose from {', '.join(EXPLORERS)}")
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds {args.seeds}: at least 1")
     if args.plan_updates is not None and args.plan_updates < 5:
         ap.error(f"--plan-updates {args.plan_updates}: at least 5 (5 logged stretches)")
+    if args.steps is not None and args.steps < 1:
+        ap.error(f"--steps {args.steps}: at least 1")
+    if args.quick and args.scale != "cpu":
+        ap.error(f"--quick shrinks the cpu scale; it does not go with --scale {args.scale}")
+    args.modules = names
+    return args
 
-    steps = args.steps or (4_000 if args.quick else 20_000)
-    hidden = (32, 32) if args.quick else (128, 128)
-    plan_updates = args.plan_updates or (3_000 if args.quick else 20_000)
-    plan_updates -= plan_updates % 5  # whole logged stretches
-    num_seeds = args.seeds
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = args.modules
+    sc = scale_of(args)
+    steps, hidden, plan_updates, num_seeds = sc.steps, sc.hidden, sc.plan_updates, sc.seeds
+    learning_starts, block = sc.learning_starts, sc.block
     resolution = 2
     env, params = rlx_envs.make("rlx/PointMaze-v0", layout="four_rooms")
-    learning_starts, block = 1_000, 1_000
-    steps = learning_starts + max(1, (steps - learning_starts) // block) * block
-    config = P.exploration_config(total_steps=steps, learning_starts=learning_starts, eval_every=block,
-                                  eval_episodes=1, hidden_sizes=hidden, batch_size=128)
+    config = explorer_config(sc)
     checkpoints = list(range(block, steps + 1, block))
-    stride = 5_000 if steps >= 10_000 else block
+    stride = 5 * block if steps >= 10 * block else block
     table_steps = sorted({n for n in checkpoints if n % stride == 0} | {steps})
-    plan_config = P.planning_config(hidden_sizes=(128, 128) if not args.quick else (64, 64), batch_size=256)
-    settings = {"env": "rlx/PointMaze-v0 (four_rooms)", "steps": steps, "seed": args.seed, "num_seeds": num_seeds,
+    plan_config = P.planning_config(hidden_sizes=sc.plan_hidden, batch_size=sc.plan_batch_size)
+    settings = {"env": "rlx/PointMaze-v0 (four_rooms)", "scale": "quick" if args.quick else args.scale,
+                "steps": steps, "seed": args.seed, "num_seeds": num_seeds,
                 "hidden": hidden, "sac": {k: v for k, v in config.to_dict().items()},
                 "coverage_resolution": resolution, "coverage_table_steps": table_steps,
                 "plan_updates": plan_updates, "plan_sac": plan_config.to_dict(), "eval_episodes": EVAL_EPISODES,
@@ -214,7 +282,8 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = jax.devices()[0].platform
-    stem = out / f"exploration_maze-{device}{'-quick' if args.quick else ''}"
+    suffix = "-quick" if args.quick else "" if args.scale == "cpu" else f"-{args.scale}"
+    stem = out / f"exploration_maze-{device}{suffix}"
     write_json(stem.with_suffix(".json"), report)
     stem.with_suffix(".md").write_text(markdown(report))
     plot(report, stem.with_suffix(".png"))

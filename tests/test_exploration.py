@@ -369,3 +369,30 @@ def test_bad_seed_counts_and_batches_are_refused_before_compiling(four_rooms, mo
     with pytest.raises(ConfigError, match="smaller than batch_size"):
         P.offline_learn(sac, P.planning_config(batch_size=64), data, P.run_keys(jax.random.PRNGKey(0), 2), 4, 2,
                         batched=True)
+
+
+@pytest.mark.timeout(60)
+def test_maze_benchmark_scales_and_refusals(capsys):
+    """benchmarks/exploration_maze.py: the cpu scale is what its results were measured with, and
+    the paper scale is URLB's pretraining budget and sizes, with a buffer that keeps every step."""
+    from _benchmarks import load_benchmark
+
+    bench = load_benchmark("exploration_maze")
+    cpu = bench.scale_of(bench.parse_args([]))
+    assert (cpu.steps, cpu.hidden, cpu.batch_size, cpu.seeds, cpu.plan_updates) == (20_000, (128, 128), 128, 5, 20_000)
+    config = bench.explorer_config(cpu)
+    assert config.total_steps == 20_000 and config.buffer_capacity >= 20_000
+    paper = bench.scale_of(bench.parse_args(["--scale", "paper"]))
+    assert (paper.steps, paper.hidden, paper.batch_size, paper.seeds) == (2_004_000, (1024, 1024), 1_024, 10)
+    config = bench.explorer_config(paper)
+    assert config.buffer_capacity == 2_004_000 and config.actor_lr == config.critic_lr == 1e-4
+    assert config.learning_starts == 4_000 and config.warmup_env_steps == 4_000
+    # overrides, rounded up to whole coverage blocks, down to whole logged stretches
+    small = bench.scale_of(bench.parse_args(["--scale", "paper", "--steps", "250000", "--seeds", "3",
+                                             "--plan-updates", "1003"]))
+    assert (small.steps, small.seeds, small.plan_updates, small.hidden) == (304_000, 3, 1_000, (1024, 1024))
+    for bad, why in ((["--scale", "paper", "--quick"], "does not go with --scale paper"),
+                     (["--modules", "rnd,icm"], "unknown ['icm']"), (["--seeds", "0"], "--seeds 0")):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+        assert why in capsys.readouterr().err
