@@ -2,6 +2,7 @@
 
     python benchmarks/continuous_suite.py                    # --scale cpu: under an hour on 2 CPU cores
     python benchmarks/continuous_suite.py --scale gpu        # what a user with an H100 / TPU runs
+    python benchmarks/continuous_suite.py --scale paper      # the papers' MuJoCo protocol, on brax
     python benchmarks/continuous_suite.py --tasks playground/CartpoleBalance --agents sac,ppo
     python benchmarks/continuous_suite.py --scale gpu --tiny # compiles and starts the gpu programs at toy size
 
@@ -22,7 +23,15 @@ Scales (``--scale``):
   agent and task, 4 seeds, on Playground's CartpoleBalance, CheetahRun and WalkerWalk and brax's
   halfcheetah and ant.
 
-``--tiny`` shrinks either scale to a few hundred env steps with tiny networks and batches (the
+* ``paper``: the papers' protocol, at equal env steps: every agent with its defaults (which are
+  its paper's: SAC 2x256, learning rates 3e-4; DSAC-T 3x256 GELU, 1e-4; one update per env step
+  for both; PPO 4 envs x 128 steps), 1.5M env steps per agent and task (DSAC-T's 1.5M
+  iterations), 5 seeds, 30 evaluations, on brax's hopper, walker2d, halfcheetah, ant and
+  humanoid with brax's ``generalized`` backend (the closest to MuJoCo). DSAC-T's official
+  code collects 20 env steps per update (``--preset paper``); at equal env steps that would
+  give it 1/20 of SAC's updates, so the scale keeps one update per env step for both.
+
+``--tiny`` shrinks any scale to a few hundred env steps with tiny networks and batches (the
 structure of the scale's configs stays: its presets, then the shrinking overrides): a smoke test
 that the programs compile and start, not a result; it writes ``-tiny`` files.
 
@@ -70,6 +79,8 @@ class Scale:
     eval_episodes: int = 10
 
 
+PAPER_TASKS = ("brax/hopper", "brax/walker2d", "brax/halfcheetah", "brax/ant", "brax/humanoid")
+
 SCALES = {
     "cpu": Scale(
         tasks=("playground/CartpoleBalance", "brax/inverted_pendulum"),
@@ -80,6 +91,10 @@ SCALES = {
                "brax/halfcheetah", "brax/ant"),
         env_steps=20_000_000, seeds=4, evals=20,
         presets={"sac": "parallel", "dsac_t": "parallel", "ppo": "brax"}, env_kwargs={},
+    ),
+    "paper": Scale(
+        tasks=PAPER_TASKS, env_steps=1_500_000, seeds=5, evals=30, presets={},
+        env_kwargs={task: {"backend": "generalized"} for task in PAPER_TASKS},
     ),
 }
 

@@ -25,7 +25,7 @@ def suite():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("scale", ["cpu", "gpu"])
+@pytest.mark.parametrize("scale", ["cpu", "gpu", "paper"])
 def test_every_agent_gets_the_same_budget_in_whole_iterations(suite, scale):
     sc = suite.SCALES[scale]
     for name in suite.AGENTS:
@@ -144,3 +144,18 @@ def test_merge_is_refused_before_anything_trains(suite, tmp_path):
     args.seed = 5
     with pytest.raises(SystemExit, match="seeds of --seed 0, not 5"):
         suite.stored_results(path, args, suite.SCALES["cpu"], {"command": "now"})
+
+
+@pytest.mark.timeout(60)
+def test_paper_scale_is_the_papers_settings_at_equal_env_steps(suite):
+    from rlx.agents import sac
+
+    scale = suite.SCALES["paper"]
+    assert scale.seeds == 5 and all(task.startswith("brax/") for task in scale.tasks)
+    assert all(scale.env_kwargs[task] == {"backend": "generalized"} for task in scale.tasks)
+    configs = {name: suite.agent_config(name, scale, scale.env_steps, scale.evals, tiny=False) for name in suite.AGENTS}
+    assert configs["sac"].hidden_sizes == sac.SACConfig().hidden_sizes == (256, 256)
+    assert (configs["dsac_t"].hidden_sizes, configs["dsac_t"].critic_lr) == ((256, 256, 256), 1e-4)
+    for name in ("sac", "dsac_t"):  # one gradient step per env step: equal updates at equal env steps
+        assert configs[name].env_steps_per_iteration == configs[name].gradient_steps == 1
+        assert 1_500_000 <= configs[name].total_steps < 1_500_000 + scale.evals
