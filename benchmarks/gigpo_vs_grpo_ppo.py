@@ -9,6 +9,10 @@ measured difference, win or lose.
     python benchmarks/gigpo_vs_grpo_ppo.py                    # both envs, 4 seeds, 460,800 steps
     python benchmarks/gigpo_vs_grpo_ppo.py --quick            # smoke run (tiny settings); not a result
     python benchmarks/gigpo_vs_grpo_ppo.py --envs rlx/KeyDoor-v0 --total-steps 1000000
+    python benchmarks/gigpo_vs_grpo_ppo.py --render benchmarks/results/gigpo_vs_grpo_ppo-cpu.json  # table again, no training
+
+The table gives, per agent, the IQM over seeds of the success averaged over the last three
+evaluations with its 95 % bootstrap interval (:mod:`rlx.run.report`), beside mean +- std.
 
 Every agent runs with its own defaults (GRPO = GiGPO's with the step level off; PPO =
 PureJaxRL's), except that PPO also evaluates by sampling from its policy, as GiGPO and GRPO do
@@ -23,6 +27,7 @@ Writes ``benchmarks/results/gigpo_vs_grpo_ppo{-<envs> unless the default pair}-<
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import time
@@ -34,7 +39,7 @@ import numpy as np
 from rlx import envs
 from rlx.agents import gigpo, grpo, ppo
 from rlx.run import logging as runlog
-from rlx.run import make_train, seed_keys
+from rlx.run import make_train, report, seed_keys
 
 AGENTS = {"gigpo": gigpo, "grpo": grpo, "ppo": ppo}
 AGENT_OVERRIDES = {"ppo": {"eval_policy": "sample"}}
@@ -52,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-episodes", type=int, default=128)
     p.add_argument("--quick", action="store_true", help="tiny settings: a smoke run, not a result")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="write the table and plot of a stored result again (next to it), training nothing")
     return p.parse_args(argv)
 
 
@@ -154,8 +161,68 @@ def gigpo_vs_grpo(results, env_name):
             "auc_difference": by["gigpo"]["success_auc"] - by["grpo"]["success_auc"]}
 
 
+def iqm_last3(result) -> tuple[float, float, float]:
+    """IQM over seeds of the success over the last three evaluations, with its 95 % interval."""
+    values = result["last3_success_per_seed"]
+    return (report.iqm(values), *report.bootstrap_ci(values))
+
+
+def render(header, results, comparisons) -> str:
+    """The markdown table of a run (``header``: ``rlx.run.logging.benchmark_header``'s fields)."""
+    settings = header["settings"]
+    machine = header["machine"]
+    load = machine.get("load_average_at_start")
+    lines = [
+        f"# GiGPO vs GRPO vs PPO{' (QUICK smoke run, not a result)' if header['quick'] else ''}",
+        "",
+        f"{machine.get('cpu_model', machine['device_kind'])} ({machine['platform']}, {machine['cpu_count']} CPUs), "
+        f"jax {header['versions'].get('jax')}, {header['date']}, load average at start {load}. "
+        f"{settings['seeds_used']} seeds vmapped per agent (keys `rlx.run.seed_keys({settings['seed']}, "
+        f"{settings['seeds_used']})`), {settings['total_steps_used']:,} env steps each, evaluated every "
+        f"{settings['eval_every_used']:,} steps on {settings['eval_episodes']} sampled "
+        "episodes per seed. Each agent with its defaults (PPO: sampled evaluation).",
+        "",
+        "| env | agent | last 3 evals: IQM [95 % CI] | last 3 evals: mean +- std | per seed (last 3) | final success "
+        "| area under curve | train success | env steps/s | compile |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        mid, lo, hi = iqm_last3(r)
+        lines.append(
+            f"| {r['env']} | {r['agent']} | {mid:.3f} [{lo:.3f}, {hi:.3f}] "
+            f"| {r['last3_success_mean']:.3f} +- {r['last3_success_std']:.3f} "
+            f"| {', '.join(f'{x:.2f}' for x in r['last3_success_per_seed'])} "
+            f"| {r['final_success_mean']:.3f} +- {r['final_success_std']:.3f} | {r['success_auc']:.3f} "
+            f"| {r['final_train_success_mean']:.3f} | {r['env_steps_per_s']:,.0f} | {r['compile_s']:.1f} s |"
+        )
+    if comparisons:
+        lines += ["", "GiGPO - GRPO, success averaged over the last three evaluations (+- standard error over seeds):", ""]
+        for c in comparisons:
+            lines.append(f"* {c['env']}: {c['difference']:+.3f} +- {c['standard_error']:.3f} "
+                         f"(area under curve {c['auc_difference']:+.3f})")
+    lines += ["", "env steps/s: all seeds together, compile excluded; on a machine shared with other jobs they "
+              "are lower bounds."]
+    return "\n".join(lines) + "\n"
+
+
+def render_stored(path: Path) -> str:
+    """Write ``path``'s table (.md) and plot (.png) again from its JSON."""
+    payload = json.loads(path.read_text())
+    results = payload["results"]
+    table = render(payload, results, payload.get("gigpo_minus_grpo", []))
+    path.with_suffix(".md").write_text(table + f"\n![success vs env steps]({path.stem}.png)\n")
+    plot(results, list(dict.fromkeys(r["env"] for r in results)), path.with_suffix(".png"))
+    return table
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.render:
+        path = Path(args.render)
+        if not path.is_file():
+            raise SystemExit(f"--render {path}: no such file")
+        print(render_stored(path))
+        return None
     names = [n for n in args.agents.split(",") if n]
     env_names = [e for e in args.envs.split(",") if e]
     unknown = sorted(set(names) - set(AGENTS))
@@ -177,42 +244,13 @@ def main(argv=None):
                   f"{r['env_steps_per_s']:,.0f} env steps/s, compile {r['compile_s']:.1f} s", flush=True)
     comparisons = [c for c in (gigpo_vs_grpo(results, e) for e in env_names) if c]
 
-    machine = header["machine"]
-    load = machine.get("load_average_at_start")
-    lines = [
-        f"# GiGPO vs GRPO vs PPO{' (QUICK smoke run, not a result)' if args.quick else ''}",
-        "",
-        f"{machine.get('cpu_model', machine['device_kind'])} ({machine['platform']}, {machine['cpu_count']} CPUs), "
-        f"jax {header['versions'].get('jax')}, {header['date']}, load average at start {load}. "
-        f"{num_seeds} seeds vmapped per agent (keys `rlx.run.seed_keys({args.seed}, {num_seeds})`), "
-        f"{total_steps:,} env steps each, evaluated every {eval_every:,} steps on {args.eval_episodes} sampled "
-        "episodes per seed. Each agent with its defaults (PPO: sampled evaluation).",
-        "",
-        "| env | agent | final success | last 3 evals | per seed (last 3) | area under curve | train success "
-        "| env steps/s | compile |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['env']} | {r['agent']} | {r['final_success_mean']:.3f} +- {r['final_success_std']:.3f} "
-            f"| {r['last3_success_mean']:.3f} +- {r['last3_success_std']:.3f} "
-            f"| {', '.join(f'{x:.2f}' for x in r['last3_success_per_seed'])} | {r['success_auc']:.3f} "
-            f"| {r['final_train_success_mean']:.3f} | {r['env_steps_per_s']:,.0f} | {r['compile_s']:.1f} s |"
-        )
-    if comparisons:
-        lines += ["", "GiGPO - GRPO, success averaged over the last three evaluations (+- standard error over seeds):", ""]
-        for c in comparisons:
-            lines.append(f"* {c['env']}: {c['difference']:+.3f} +- {c['standard_error']:.3f} "
-                         f"(area under curve {c['auc_difference']:+.3f})")
-    lines += ["", "env steps/s: all seeds together, compile excluded; on a machine shared with other jobs they "
-              "are lower bounds."]
-    table = "\n".join(lines) + "\n"
+    table = render(header, results, comparisons)
     print(table)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     envs_tag = "" if args.envs == DEFAULT_ENVS else "-" + "_".join(re.sub(r"[^A-Za-z0-9]+", "", e.split("/")[-1]) for e in env_names)
-    stem = f"gigpo_vs_grpo_ppo{envs_tag}-{re.sub(r'[^A-Za-z0-9]+', '_', machine['platform'])}{'-quick' if args.quick else ''}"
+    stem = f"gigpo_vs_grpo_ppo{envs_tag}-{re.sub(r'[^A-Za-z0-9]+', '_', header['machine']['platform'])}{'-quick' if args.quick else ''}"
     (out / f"{stem}.md").write_text(table + f"\n![success vs env steps]({stem}.png)\n")
     runlog.write_json(out / f"{stem}.json", {**header, "results": results, "gigpo_minus_grpo": comparisons})
     plot(results, env_names, out / f"{stem}.png")

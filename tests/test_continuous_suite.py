@@ -159,3 +159,25 @@ def test_paper_scale_is_the_papers_settings_at_equal_env_steps(suite):
     for name in ("sac", "dsac_t"):  # one gradient step per env step: equal updates at equal env steps
         assert configs[name].env_steps_per_iteration == configs[name].gradient_steps == 1
         assert 1_500_000 <= configs[name].total_steps < 1_500_000 + scale.evals
+
+
+@pytest.mark.timeout(60)
+def test_gigpo_benchmark_renders_a_stored_result_with_iqm_intervals(tmp_path):
+    """benchmarks/gigpo_vs_grpo_ppo.py --render: the table again from the JSON, with the IQM
+    over seeds of the last-three-evaluation success and its bootstrap interval."""
+    bench = load_benchmark("gigpo_vs_grpo_ppo")
+    stored = ROOT / "benchmarks" / "results" / "gigpo_vs_grpo_ppo-cpu.json"
+    path = tmp_path / stored.name
+    path.write_text(stored.read_text())
+    bench.main(["--render", str(path)])
+    table = path.with_suffix(".md").read_text()
+    payload = json.loads(stored.read_text())
+    for r in payload["results"]:
+        mid, lo, hi = bench.iqm_last3(r)
+        values = np.sort(r["last3_success_per_seed"])
+        assert mid == pytest.approx(values[1:3].mean())  # IQM of 4: the middle two
+        assert lo <= mid <= hi
+        assert f"| {r['env']} | {r['agent']} | {mid:.3f} [{lo:.3f}, {hi:.3f}] |" in table
+    assert path.with_suffix(".png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no such file"):
+        bench.main(["--render", str(tmp_path / "missing.json")])
