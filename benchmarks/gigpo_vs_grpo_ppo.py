@@ -8,6 +8,7 @@ measured difference, win or lose.
 
     python benchmarks/gigpo_vs_grpo_ppo.py                    # both envs, 4 seeds, 460,800 steps
     python benchmarks/gigpo_vs_grpo_ppo.py --quick            # smoke run (tiny settings); not a result
+    python benchmarks/gigpo_vs_grpo_ppo.py --scale paper      # the paper's GiGPO / GRPO settings, 5 seeds
     python benchmarks/gigpo_vs_grpo_ppo.py --envs rlx/KeyDoor-v0 --total-steps 1000000
     python benchmarks/gigpo_vs_grpo_ppo.py --render benchmarks/results/gigpo_vs_grpo_ppo-cpu.json  # table again, no training
 
@@ -20,6 +21,14 @@ by default, so the three evaluations measure the same thing. Env steps are simul
 GiGPO / GRPO they include the padding after an episode ended inside the fixed-length rollout.
 The evaluation period is a multiple of every agent's steps per iteration, so all three are
 evaluated at the same env steps. Evaluation return = success rate on these envs.
+
+Scales (``--scale``; ``--seeds``, ``--total-steps`` and ``--eval-every`` override them):
+
+* ``cpu`` (default): every agent with rlx's defaults, 4 seeds, 460,800 env steps.
+* ``paper``: GiGPO and GRPO with ``PRESETS["paper"]`` (the paper's / verl-agent's ALFWorld
+  values: 16 groups x 8 trajectories of 50 steps, mean normalization, invalid-action penalty
+  0.1, KL 0.01 to the initial policy), PPO with its defaults, 5 seeds, 960,000 env steps (the
+  ALFWorld scripts' 150 iterations of 16 x 8 x 50 steps).
 
 Writes ``benchmarks/results/gigpo_vs_grpo_ppo{-<envs> unless the default pair}-<platform>{-quick}.{md,json,png}``.
 """
@@ -44,26 +53,46 @@ from rlx.run import make_train, report, seed_keys
 AGENTS = {"gigpo": gigpo, "grpo": grpo, "ppo": ppo}
 AGENT_OVERRIDES = {"ppo": {"eval_policy": "sample"}}
 DEFAULT_ENVS = "rlx/Household-v0,rlx/KeyDoor-v0"
+# scale -> (agent -> preset, seeds, total_steps, eval_every)
+SCALES = {
+    "cpu": ({}, 4, 460_800, 46_080),
+    "paper": ({"gigpo": "paper", "grpo": "paper"}, 5, 960_000, 96_000),
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", default=DEFAULT_ENVS, help="comma-separated env names")
     p.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of gigpo,grpo,ppo")
-    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--scale", choices=sorted(SCALES), default="cpu",
+                   help="cpu: rlx's defaults, 4 seeds; paper: the paper's GiGPO/GRPO settings, 5 seeds")
+    p.add_argument("--seeds", type=int, default=None, help="default: the scale's")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--total-steps", type=int, default=460_800, help="rounded up to whole evaluation periods")
-    p.add_argument("--eval-every", type=int, default=46_080, help="rounded to a multiple of every agent's iteration")
+    p.add_argument("--total-steps", type=int, default=None,
+                   help="rounded up to whole evaluation periods (default: the scale's)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="rounded to a multiple of every agent's iteration (default: the scale's)")
     p.add_argument("--eval-episodes", type=int, default=128)
     p.add_argument("--quick", action="store_true", help="tiny settings: a smoke run, not a result")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--render", metavar="JSON", default=None,
                    help="write the table and plot of a stored result again (next to it), training nothing")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    presets, seeds, total_steps, eval_every = SCALES[args.scale]
+    args.presets = presets
+    args.seeds = seeds if args.seeds is None else args.seeds
+    args.total_steps = total_steps if args.total_steps is None else args.total_steps
+    args.eval_every = eval_every if args.eval_every is None else args.eval_every
+    for name in ("seeds", "total_steps", "eval_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
 
 
 def agent_config(name, args, eval_every, total_steps):
+    preset = AGENTS[name].PRESETS[args.presets[name]] if name in args.presets else {}
     overrides = {
+        **{k: v for k, v in preset.items() if not k.startswith("_")},
         "total_steps": total_steps, "eval_every": eval_every, "eval_episodes": args.eval_episodes,
         **AGENT_OVERRIDES.get(name, {}),
     }
@@ -180,7 +209,10 @@ def render(header, results, comparisons) -> str:
         f"{settings['seeds_used']} seeds vmapped per agent (keys `rlx.run.seed_keys({settings['seed']}, "
         f"{settings['seeds_used']})`), {settings['total_steps_used']:,} env steps each, evaluated every "
         f"{settings['eval_every_used']:,} steps on {settings['eval_episodes']} sampled "
-        "episodes per seed. Each agent with its defaults (PPO: sampled evaluation).",
+        "episodes per seed. " + (
+            "Each agent with its defaults" if not settings.get("presets") else
+            "Presets: " + ", ".join(f"{a} `{p}`" for a, p in settings["presets"].items()) + "; the others' defaults"
+        ) + " (PPO: sampled evaluation).",
         "",
         "| env | agent | last 3 evals: IQM [95 % CI] | last 3 evals: mean +- std | per seed (last 3) | final success "
         "| area under curve | train success | env steps/s | compile |",
@@ -250,6 +282,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     envs_tag = "" if args.envs == DEFAULT_ENVS else "-" + "_".join(re.sub(r"[^A-Za-z0-9]+", "", e.split("/")[-1]) for e in env_names)
+    envs_tag += "" if args.scale == "cpu" else f"-{args.scale}"
     stem = f"gigpo_vs_grpo_ppo{envs_tag}-{re.sub(r'[^A-Za-z0-9]+', '_', header['machine']['platform'])}{'-quick' if args.quick else ''}"
     (out / f"{stem}.md").write_text(table + f"\n![success vs env steps]({stem}.png)\n")
     runlog.write_json(out / f"{stem}.json", {**header, "results": results, "gigpo_minus_grpo": comparisons})

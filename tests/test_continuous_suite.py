@@ -181,3 +181,22 @@ def test_gigpo_benchmark_renders_a_stored_result_with_iqm_intervals(tmp_path):
     assert path.with_suffix(".png").stat().st_size > 0
     with pytest.raises(SystemExit, match="no such file"):
         bench.main(["--render", str(tmp_path / "missing.json")])
+
+
+@pytest.mark.timeout(60)
+def test_gigpo_benchmark_scales(capsys):
+    """--scale cpu is what the stored results ran; --scale paper is the paper's GiGPO/GRPO preset."""
+    bench = load_benchmark("gigpo_vs_grpo_ppo")
+    names = list(bench.AGENTS)
+    cpu = bench.parse_args([])
+    assert (cpu.seeds, bench.schedule(cpu, names)) == (4, (46_080, 460_800))
+    assert bench.agent_config("gigpo", cpu, 1, 1).num_envs == 8  # rlx's defaults
+    paper = bench.parse_args(["--scale", "paper"])
+    assert paper.seeds == 5 and bench.schedule(paper, names) == (102_400, 1_024_000)  # lcm(6,400, 512)
+    for name in ("gigpo", "grpo"):
+        config = bench.agent_config(name, paper, 1, 1)
+        assert (config.num_envs, config.group_size, config.max_episode_steps, config.kl_coef) == (16, 8, 50, 0.01)
+    assert bench.agent_config("ppo", paper, 1, 1).eval_policy == "sample"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--scale", "paper", "--seeds", "0"])
+    assert "--seeds must be >= 1" in capsys.readouterr().err
