@@ -184,9 +184,9 @@ def merge_check(stored: list[dict], task: str, name: str, config, env_kwargs: di
     if not old:
         return None  # a new pair: stored as it is
     (old,) = old
-    if old["config"] != config.to_dict():
-        diff = sorted(k for k in set(old["config"]) | set(config.to_dict())
-                      if old["config"].get(k) != config.to_dict().get(k))
+    wanted = config.to_dict()
+    if old["config"] != wanted:
+        diff = sorted(k for k in set(old["config"]) | set(wanted) if old["config"].get(k) != wanted.get(k))
         return f"{task} {name}: the stored config differs in {', '.join(diff)}"
     if old.get("env_kwargs", {}) != env_kwargs:
         return f"{task} {name}: stored env_kwargs {old.get('env_kwargs')} differ from {env_kwargs}"
@@ -289,8 +289,7 @@ def plot(results: list[dict], path: Path) -> None:
         for r in (r for r in results if r["task"] == task):
             ret = np.asarray(r["returns"])
             mean, std = ret.mean(0), ret.std(0)
-            wall = np.asarray(r.get("batches", [r])[0]["wall_seconds"])
-            for ax, x in ((row[0], np.asarray(r["steps"])), (row[1], wall)):
+            for ax, x in ((row[0], np.asarray(r["steps"])), (row[1], np.asarray(r["wall_seconds"]))):
                 ax.plot(x, mean, marker="o", ms=3, lw=1.8, label=r["agent"])
                 ax.fill_between(x, mean - std, mean + std, alpha=0.15)
         row[0].set_xlabel("env steps per seed")

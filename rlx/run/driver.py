@@ -44,10 +44,6 @@ def _is_key_batch(key) -> bool:
     return key.ndim == (1 if typed else 2)
 
 
-def _key_batch_size(key) -> int:
-    return int(key.shape[0])
-
-
 @dataclasses.dataclass
 class RunResult:
     """What :func:`run` returns. ``metrics`` leaves have shape (num_seeds, num_evals)."""
@@ -175,9 +171,9 @@ def run(
     if key is not None and (out_dir is not None or resume):
         raise ValueError("key= trains without a run folder (a run folder records its seed): pass seed= with out_dir")
     per_seed_keys = key is not None and num_seeds > 1 and _is_key_batch(key)
-    if per_seed_keys and _key_batch_size(key) != num_seeds:
+    if per_seed_keys and key.shape[0] != num_seeds:
         raise ValueError(
-            f"key holds {_key_batch_size(key)} per-seed keys but num_seeds={num_seeds}: pass one key "
+            f"key holds {key.shape[0]} per-seed keys but num_seeds={num_seeds}: pass one key "
             "(its split seeds the runs) or exactly num_seeds stacked keys"
         )
     env_name, env, env_params = _resolve_env(env, env_params, env_kwargs)
