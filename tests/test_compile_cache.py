@@ -19,7 +19,7 @@ TINY = [
 @pytest.fixture
 def restore_jax_cache_config():
     """Leave jax's cache settings as they were for the rest of the test session."""
-    from jax._src import compilation_cache
+    from jax.experimental.compilation_cache import compilation_cache
 
     names = [
         "jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",

@@ -71,7 +71,7 @@ def enable(
     than once; a new folder takes effect for the next compile.
     """
     import jax
-    from jax._src import compilation_cache
+    from jax.experimental.compilation_cache import compilation_cache
 
     if min_compile_seconds < 0:
         raise ValueError(f"min_compile_seconds must be >= 0, got {min_compile_seconds}")
@@ -105,7 +105,7 @@ def enable(
 def disable() -> None:
     """Turn the persistent compilation cache off for this process."""
     import jax
-    from jax._src import compilation_cache
+    from jax.experimental.compilation_cache import compilation_cache
 
     jax.config.update("jax_enable_compilation_cache", False)
     jax.config.update("jax_compilation_cache_dir", None)
@@ -140,7 +140,7 @@ class CacheStats:
 @contextlib.contextmanager
 def count_cache_events():
     """``with count_cache_events() as stats: ...`` counts the cache lookups and hits inside."""
-    from jax._src import monitoring
+    from jax import monitoring
 
     stats = CacheStats()
 
